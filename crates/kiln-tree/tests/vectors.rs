@@ -1,5 +1,6 @@
 //! The sample tree of `tests/vectors/make_sample.py` must give taskgraph 24.5.1's own context hashes, tar
 //! sizes and cache digests (`tests/vectors/expected.json`).
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

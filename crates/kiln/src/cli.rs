@@ -1,0 +1,176 @@
+//! Command-line flags, as the user types them. `settings` turns them into validated paths and modes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kiln builds, caches and ships the container images a repository defines in its own source tree.
+///
+/// It reads image definitions (taskgraph's kind.yml, kiln.toml, or an images/ folder), computes context
+/// hashes and cache digests, and looks them up in an index to plan what must be built.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, propagate_version = true, max_term_width = 110)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Repository root (default: the nearest folder upwards with kiln.toml, taskcluster/config.yml or images/).
+    #[arg(short = 'C', long = "repo", global = true, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    /// Use this folder of image folders instead of the repository's configuration.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+
+    /// Hash mode: `taskgraph` (byte-exact with taskgraph 24.5.1) or `native` (kiln's own).
+    /// Default: taskgraph for taskgraph layouts, native otherwise, unless kiln.toml says.
+    #[arg(long, global = true, value_enum)]
+    pub hash_mode: Option<HashModeArg>,
+
+    /// Where kiln keeps its state (stat cache, default index) [default: <repo>/.kiln].
+    #[arg(long, global = true, env = "KILN_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The index database [default: <state-dir>/index.sqlite].
+    #[arg(long, global = true, env = "KILN_INDEX", value_name = "FILE")]
+    pub index: Option<PathBuf>,
+
+    /// Do not print warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HashModeArg {
+    Taskgraph,
+    Native,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the repository's images: name, folder, parent, kind.
+    Images(ImagesArgs),
+    /// Plan: for every image its context hash, cache digest, index routes, and whether it is cached or must be built.
+    Plan(PlanArgs),
+    /// Write the context of an image (exactly the bytes that are hashed) to a .tar, .tar.gz or .tar.zst.
+    Context(ContextArgs),
+    /// Print an image's cache digest; with --explain, each part that goes into it.
+    Digest(DigestArgs),
+    /// Read and write the index of built images.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a plan or a build runs: trust level and pull-request flag.
+#[derive(Debug, Clone, Args)]
+pub struct ScopeArgs {
+    /// Trust level of this run (1 = least trusted). Lookups search this level and every more trusted one.
+    #[arg(long, default_value_t = 1)]
+    pub level: u8,
+
+    /// This run is a pull request: it writes only the `cache.pr` namespace and also reads it.
+    #[arg(long)]
+    pub pull_request: bool,
+
+    /// Push date used in `pushdate` routes (RFC 3339, or `now`).
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    pub build_date: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Images to plan (with their parents); default: all.
+    #[arg(value_name = "IMAGE")]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Only count an indexed image as cached if it does not expire before this time
+    /// (RFC 3339, `now`, or a duration from now such as `7d`).
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    pub deadline: String,
+
+    /// Print JSON: an array with one object per image, in dependency order (see docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// The image.
+    pub image: String,
+
+    /// Output file; the extension picks the format: .tar, .tar.gz (taskgraph's artifact format) or .tar.zst.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// The image.
+    pub image: String,
+
+    /// Print every part of the digest, one per line, after the digest.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Record a built image under the routes its build writes (computed from the current tree).
+    Add(IndexAddArgs),
+    /// List routes and their records.
+    Ls(IndexLsArgs),
+    /// Remove records that have expired.
+    Gc,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexAddArgs {
+    /// The image.
+    pub image: String,
+
+    /// The built image's manifest digest (sha256:…).
+    #[arg(long, value_name = "DIGEST")]
+    pub image_digest: String,
+
+    /// The digest of its image.tar.zst artifact (sha256:…).
+    #[arg(long, value_name = "DIGEST")]
+    pub artifact_digest: Option<String>,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Expiry (RFC 3339 or a duration from now such as `28d`); default: the repository's expiry for the level.
+    #[arg(long, value_name = "TIME")]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexLsArgs {
+    /// Only routes starting with this prefix.
+    #[arg(default_value = "")]
+    pub prefix: String,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse() -> Cli {
+    Cli::parse()
+}

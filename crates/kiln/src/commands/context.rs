@@ -1,0 +1,117 @@
+//! `kiln context`: writes the context of an image, exactly the bytes taskgraph hashes, to a file.
+
+use std::io::BufWriter;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use kiln_tree::{HashMode, TeeHash, collect, context_hash, write_tar};
+
+use crate::cli::ContextArgs;
+use crate::settings::Workspace;
+
+/// taskgraph's gzip mtime (2016-01-01T00:00:00Z), so `.tar.gz` contexts match its artifacts' headers.
+const TASKGRAPH_GZIP_MTIME: u32 = 1_451_606_400;
+
+enum Format {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+fn format_of(path: &Path) -> Result<Format> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    Ok(if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        Format::Gzip
+    } else if name.ends_with(".tar.zst") {
+        Format::Zstd
+    } else if name.ends_with(".tar") {
+        Format::Tar
+    } else {
+        bail!(
+            "{}: unknown format; the name must end in .tar, .tar.gz or .tar.zst",
+            path.display()
+        )
+    })
+}
+
+fn hex_digest(hasher: sha2::Sha256) -> String {
+    use sha2::Digest;
+    hex::encode(hasher.finalize())
+}
+
+pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
+    let image = ws.require_image(&args.image)?;
+    let format = format_of(&args.output)?;
+    let ctx = collect(&ws.repo.config, image)?;
+    ws.warn(&ctx.warnings);
+
+    let dir = args
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".kiln-context-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
+    let tar_name = format!("{}.tar", args.image);
+    let (tar_hash, size) = match format {
+        Format::Tar => {
+            let (tee, size) = write_tar(
+                &ctx,
+                TeeHash {
+                    hasher: Default::default(),
+                    inner: file,
+                },
+            )?;
+            tee.inner.into_inner().map_err(|e| e.into_error())?;
+            (hex_digest(tee.hasher), size)
+        }
+        Format::Gzip => {
+            let gz = flate2::GzBuilder::new()
+                .filename(tar_name.as_bytes())
+                .mtime(TASKGRAPH_GZIP_MTIME)
+                .write(file, flate2::Compression::best());
+            let (tee, size) = write_tar(
+                &ctx,
+                TeeHash {
+                    hasher: Default::default(),
+                    inner: gz,
+                },
+            )?;
+            tee.inner.finish()?.into_inner().map_err(|e| e.into_error())?;
+            (hex_digest(tee.hasher), size)
+        }
+        Format::Zstd => {
+            let mut encoder = zstd::Encoder::new(file, 3)?;
+            encoder.multithread(2)?;
+            let (tee, size) = write_tar(
+                &ctx,
+                TeeHash {
+                    hasher: Default::default(),
+                    inner: encoder,
+                },
+            )?;
+            tee.inner.finish()?.into_inner().map_err(|e| e.into_error())?;
+            (hex_digest(tee.hasher), size)
+        }
+    };
+    tmp.as_file().sync_all()?;
+    tmp.persist(&args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+
+    // In taskgraph mode the hash is the tar's own; in native mode it is the Merkle hash over the entries.
+    let hash = match ctx.mode {
+        HashMode::Taskgraph => tar_hash,
+        HashMode::Native => context_hash(&ctx, &ws.stat_cache())?.hex,
+    };
+    if !ws.quiet {
+        eprintln!(
+            "wrote {} ({} files, {size} tar bytes); context hash {hash}",
+            args.output.display(),
+            ctx.entries.len()
+        );
+    }
+    crate::output::stdout(|out| writeln!(out, "{hash}"))
+}

@@ -1,0 +1,29 @@
+//! `kiln digest`: an image's cache digest, and with `--explain` what goes into it.
+
+use anyhow::Result;
+use kiln_tree::{hash_images, with_ancestors};
+
+use crate::cli::DigestArgs;
+use crate::output::stdout;
+use crate::settings::Workspace;
+
+pub fn run(ws: &Workspace, args: &DigestArgs) -> Result<()> {
+    ws.require_image(&args.image)?;
+    let selection = with_ancestors(&ws.repo, std::slice::from_ref(&args.image))?;
+    let cache = ws.stat_cache();
+    let hashed = hash_images(&ws.repo, &selection, &cache)?;
+    let _ = cache.save();
+    let Some(mine) = hashed.iter().find(|h| h.name == args.image) else {
+        anyhow::bail!("image `{}` was not hashed", args.image);
+    };
+    ws.warn(&mine.warnings);
+    stdout(|out| {
+        writeln!(out, "{}", mine.digest.hex)?;
+        if args.explain {
+            for (i, part) in mine.digest.parts.iter().enumerate() {
+                writeln!(out, "  part {}: {part}", i + 1)?;
+            }
+        }
+        Ok(())
+    })
+}
