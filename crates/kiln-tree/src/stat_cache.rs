@@ -3,7 +3,8 @@
 //! is then re-planned from `stat` calls alone.
 //!
 //! Racy entries are never stored: a file modified within [`RACY_WINDOW_NS`] of the save could change
-//! again without its mtime moving (coarse timestamps), so it is hashed again next time.
+//! again without its mtime moving (coarse timestamps), so it is hashed again next time. Only the mtime
+//! decides raciness: any later write moves it; the ctime is part of the key but not of this test.
 //!
 //! On-disk format (`docs/on-disk.md`): magic `KILNSC01`, then little-endian records; the file is written
 //! to a temp file and renamed, and a file that does not parse is ignored (it is only a cache).
@@ -225,7 +226,7 @@ impl StatCache {
     /// Whether a file with this metadata may be cached now (not racy).
     pub fn is_racy(meta: &FileMeta) -> bool {
         let horizon = now_ns().saturating_sub(RACY_WINDOW_NS);
-        meta.mtime_ns >= horizon || meta.ctime_ns >= horizon
+        meta.mtime_ns >= horizon
     }
 }
 
