@@ -1,7 +1,7 @@
 //! Property tests of the taskgraph tar format: kiln's headers against Python's own `tarfile` with
 //! taskgraph's `HackedType` patch (random names, unicode cut at 100 bytes, modes, sizes up to and past
 //! 8 GiB), entry ordering against Python's `sorted`, and a synthetic 8 GiB entry streamed end to end.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
