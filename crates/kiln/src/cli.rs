@@ -65,6 +65,34 @@ pub enum Command {
     /// Read and write the index of built images.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Parse and evaluate a Dockerfile as BuildKit does; print its stages and instructions.
+    Dockerfile(DockerfileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// The Dockerfile (`-` for stdin). Does not need a repository.
+    pub file: PathBuf,
+
+    /// Build arg override, `KEY=value` (repeatable).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+
+    /// The stage to build; stages it does not need are pruned.
+    #[arg(long)]
+    pub target: Option<String>,
+
+    /// Target platform (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// The in-tree parent image that `FROM $DOCKER_IMAGE_PARENT` names.
+    #[arg(long, value_name = "IMAGE")]
+    pub parent_image: Option<String>,
+
+    /// Print the evaluated description as JSON (see docs/dockerfile-json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -37,7 +37,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(e) => {
             let mut message = format!("error: {e}");
             for cause in e.chain().skip(1) {
-                message.push_str(&format!("\n  caused by: {cause}"));
+                let cause = cause.to_string();
+                // Library errors often repeat their source in their own message.
+                if !message.contains(&cause) {
+                    message.push_str(&format!("\n  caused by: {cause}"));
+                }
             }
             eprintln!("{message}");
             ExitCode::FAILURE

@@ -575,3 +575,38 @@ fn taskgraph_mode_warns_about_its_hazards() {
     assert!(r.stderr.contains("mode 0664"), "{}", r.stderr);
     assert!(r.stderr.contains("`${ARCH}` is not substituted"), "{}", r.stderr);
 }
+
+// ---------------------------------------------------------------- kiln dockerfile
+
+#[test]
+fn dockerfile_command_evaluates_without_a_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "Dockerfile",
+        "ARG V=1\nFROM alpine:$V AS b\nENV A=x\nFROM $DOCKER_IMAGE_PARENT\nCOPY --from=b /x /y\n",
+    );
+    let out = ok(Command::new(cargo_bin("kiln")).current_dir(tmp.path()).args([
+        "dockerfile",
+        "Dockerfile",
+        "--json",
+        "--parent-image",
+        "parent:latest",
+        "--build-arg",
+        "V=2",
+    ]));
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["stages"][0]["base"]["reference"], "alpine:2");
+    assert_eq!(json["stages"][1]["base"]["reference"], "parent:latest");
+
+    write(tmp.path(), "Bad", "FROM x\nBOGUS y\n");
+    let r = run(Command::new(cargo_bin("kiln"))
+        .current_dir(tmp.path())
+        .args(["dockerfile", "Bad"]));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("Bad:2:1") && r.stderr.contains("BOGUS"),
+        "{}",
+        r.stderr
+    );
+}

@@ -2,6 +2,7 @@
 
 mod context;
 mod digest;
+mod dockerfile;
 mod images;
 mod index;
 mod plan;
@@ -12,6 +13,10 @@ use crate::cli::{Cli, Command};
 use crate::settings::Workspace;
 
 pub fn dispatch(cli: Cli) -> Result<()> {
+    // Commands that work on a single file need no repository.
+    if let Command::Dockerfile(args) = &cli.command {
+        return dockerfile::run(args);
+    }
     let ws = Workspace::load(&cli.global)?;
     match cli.command {
         Command::Images(args) => images::run(&ws, &args),
@@ -19,5 +24,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Context(args) => context::run(&ws, &args),
         Command::Digest(args) => digest::run(&ws, &args),
         Command::Index(command) => index::run(&ws, command),
+        Command::Dockerfile(_) => unreachable!("handled above"),
     }
 }
