@@ -584,7 +584,7 @@ fn dockerfile_command_evaluates_without_a_repository() {
     write(
         tmp.path(),
         "Dockerfile",
-        "ARG V=1\nFROM alpine:$V AS b\nENV A=x\nFROM $DOCKER_IMAGE_PARENT\nCOPY --from=b /x /y\n",
+        "ARG V=1\nARG DOCKER_IMAGE_PARENT\nFROM alpine:$V AS b\nENV A=x\nFROM $DOCKER_IMAGE_PARENT\nCOPY --from=b /x /y\n",
     );
     let out = ok(Command::new(cargo_bin("kiln")).current_dir(tmp.path()).args([
         "dockerfile",
