@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::dockerignore::DockerIgnore;
 use crate::error::{TreeError, Warning};
 use crate::fsmeta::{FileMeta, reject_reason};
@@ -98,6 +100,13 @@ fn py_join(a: &str, b: &str) -> String {
     }
 }
 
+/// What a folder walk found.
+#[derive(Default)]
+struct Walked {
+    files: Vec<(String, Source)>,
+    warnings: Vec<Warning>,
+}
+
 struct Collector<'a> {
     config: &'a RepoConfig,
     image: &'a ImageDef,
@@ -120,27 +129,30 @@ impl<'a> Collector<'a> {
         path.strip_prefix(&self.config.root).unwrap_or(path).to_owned()
     }
 
-    fn warn(&mut self, path: &Path, message: impl Into<String>) {
-        let file = self.display_path(path);
-        self.warnings
-            .push(Warning::for_file(&self.image.name, file, message));
-    }
-
     fn native(&self) -> bool {
         self.config.hash_mode == HashMode::Native
     }
 
-    /// Checks a regular-file candidate and returns its metadata (symlinks followed).
-    fn file_meta(&mut self, path: &Path, is_symlink: bool) -> Result<FileMeta, TreeError> {
-        let metadata = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_symlink => {
-                let target = std::fs::read_link(path)
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_default();
-                return Err(self.file_error(path, format!("broken symlink (points to `{target}`)")));
-            }
-            Err(e) => return Err(TreeError::io(path, e)),
+    /// Checks a regular-file candidate and returns its metadata (symlinks followed) and a warning for
+    /// a mode that taskgraph hashes as is. `known` is the entry's own metadata when it is not a symlink.
+    fn file_meta(
+        &self,
+        path: &Path,
+        is_symlink: bool,
+        known: Option<std::fs::Metadata>,
+    ) -> Result<(FileMeta, Option<Warning>), TreeError> {
+        let metadata = match known {
+            Some(m) => m,
+            None => match std::fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_symlink => {
+                    let target = std::fs::read_link(path)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default();
+                    return Err(self.file_error(path, format!("broken symlink (points to `{target}`)")));
+                }
+                Err(e) => return Err(TreeError::io(path, e)),
+            },
         };
         if let Some(reason) = reject_reason(&metadata) {
             return Err(self.file_error(path, reason));
@@ -149,16 +161,24 @@ impl<'a> Collector<'a> {
             self.check_inside_repo(path)?;
         }
         let meta = FileMeta::from_metadata(&metadata);
-        if !self.native() && meta.mode & 0o7777 != 0o644 && meta.mode & 0o7777 != 0o755 {
-            self.warn(
-                path,
+        let warning = (!self.native() && meta.mode != 0o644 && meta.mode != 0o755).then(|| {
+            Warning::for_file(
+                &self.image.name,
+                self.display_path(path),
                 format!(
                     "mode {:04o} goes into the taskgraph hash as is; git checks files out as 0644/0755 depending on the umask",
                     meta.mode
                 ),
-            );
-        }
-        Ok(meta)
+            )
+        });
+        Ok((meta, warning))
+    }
+
+    fn add_file(&mut self, name: String, path: PathBuf, is_symlink: bool) -> Result<(), TreeError> {
+        let (meta, warning) = self.file_meta(&path, is_symlink, None)?;
+        self.warnings.extend(warning);
+        self.entries.insert(name, Source::File { path, meta });
+        Ok(())
     }
 
     /// A symlink (or an include) must not reach outside the repository.
@@ -180,53 +200,77 @@ impl<'a> Collector<'a> {
     /// taskgraph's `os.walk(top)`: every non-directory becomes an entry named `prefix` + relative path;
     /// `__pycache__` folders are pruned; symlinks to folders are dropped (taskgraph) or refused (native).
     fn walk(&mut self, top: &Path, prefix: &str) -> Result<(), TreeError> {
-        let mut pending = vec![(top.to_owned(), String::new())];
-        while let Some((dir, rel)) = pending.pop() {
-            let read = std::fs::read_dir(&dir).map_err(|e| TreeError::io(&dir, e))?;
-            for item in read {
-                let item = item.map_err(|e| TreeError::io(&dir, e))?;
-                let path = item.path();
-                let name = item
-                    .file_name()
-                    .into_string()
-                    .map_err(|_| self.file_error(&path, "file name is not UTF-8; rename it"))?;
-                if name.contains('\n') {
-                    return Err(self.file_error(&path, "file name contains a newline; rename it"));
-                }
-                let file_type = item.file_type().map_err(|e| TreeError::io(&path, e))?;
-                let is_symlink = file_type.is_symlink();
-                let is_dir = file_type.is_dir() || (is_symlink && path.is_dir());
-                let rel_name = if rel.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{rel}/{name}")
-                };
-                if is_dir {
-                    if name == "__pycache__" {
-                        continue;
-                    }
-                    if is_symlink {
-                        if self.native() {
-                            return Err(self.file_error(
-                                &path,
-                                "is a symlink to a folder, which taskgraph drops silently; replace it with the folder or an `# %include`",
-                            ));
-                        }
-                        self.warn(
-                            &path,
-                            "symlink to a folder: taskgraph leaves it out of the context",
-                        );
-                        continue;
-                    }
-                    pending.push((path, rel_name));
-                    continue;
-                }
-                let meta = self.file_meta(&path, is_symlink)?;
-                let archive_name = py_join(prefix, &rel_name);
-                self.entries.insert(archive_name, Source::File { path, meta });
-            }
+        let found = self.walk_dir(top, "")?;
+        self.warnings.extend(found.warnings);
+        for (rel_name, source) in found.files {
+            self.entries.insert(py_join(prefix, &rel_name), source);
         }
         Ok(())
+    }
+
+    /// Lists one folder and, in parallel, its subfolders.
+    fn walk_dir(&self, dir: &Path, rel: &str) -> Result<Walked, TreeError> {
+        let read = std::fs::read_dir(dir).map_err(|e| TreeError::io(dir, e))?;
+        let mut walked = Walked::default();
+        let mut subdirs = Vec::new();
+        for item in read {
+            let item = item.map_err(|e| TreeError::io(dir, e))?;
+            let path = item.path();
+            let name = item
+                .file_name()
+                .into_string()
+                .map_err(|_| self.file_error(&path, "file name is not UTF-8; rename it"))?;
+            if name.contains('\n') {
+                return Err(self.file_error(&path, "file name contains a newline; rename it"));
+            }
+            let file_type = item.file_type().map_err(|e| TreeError::io(&path, e))?;
+            let is_symlink = file_type.is_symlink();
+            let is_dir = file_type.is_dir() || (is_symlink && path.is_dir());
+            let rel_name = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if is_dir {
+                if name == "__pycache__" {
+                    continue;
+                }
+                if is_symlink {
+                    if self.native() {
+                        return Err(self.file_error(
+                            &path,
+                            "is a symlink to a folder, which taskgraph drops silently; replace it with the folder or an `# %include`",
+                        ));
+                    }
+                    walked.warnings.push(Warning::for_file(
+                        &self.image.name,
+                        self.display_path(&path),
+                        "symlink to a folder: taskgraph leaves it out of the context",
+                    ));
+                    continue;
+                }
+                subdirs.push((path, rel_name));
+                continue;
+            }
+            // Not a symlink: the entry's own metadata (fstatat on the open folder) is the file's.
+            let known = if is_symlink {
+                None
+            } else {
+                Some(item.metadata().map_err(|e| TreeError::io(&path, e))?)
+            };
+            let (meta, warning) = self.file_meta(&path, is_symlink, known)?;
+            walked.warnings.extend(warning);
+            walked.files.push((rel_name, Source::File { path, meta }));
+        }
+        let children: Vec<Walked> = subdirs
+            .par_iter()
+            .map(|(path, rel_name)| self.walk_dir(path, rel_name))
+            .collect::<Result<_, _>>()?;
+        for child in children {
+            walked.files.extend(child.files);
+            walked.warnings.extend(child.warnings);
+        }
+        Ok(walked)
     }
 
     fn include_error(&self, line: usize, message: String) -> TreeError {
@@ -313,9 +357,7 @@ impl<'a> Collector<'a> {
                 .symlink_metadata()
                 .map(|m| m.file_type().is_symlink())
                 .unwrap_or(false);
-            let meta = self.file_meta(&fs_path, is_symlink)?;
-            self.entries.insert(prefix, Source::File { path: fs_path, meta });
-            Ok(())
+            self.add_file(prefix, fs_path, is_symlink)
         }
     }
 
@@ -337,9 +379,7 @@ impl<'a> Collector<'a> {
                     self.include_error(line, format!("run-task file {} does not exist", path.display()))
                 );
             }
-            let meta = self.file_meta(&path, false)?;
-            self.entries
-                .insert(format!("run-task/{file}"), Source::File { path, meta });
+            self.add_file(format!("run-task/{file}"), path, false)?;
         }
         Ok(())
     }

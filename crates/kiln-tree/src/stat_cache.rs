@@ -32,11 +32,26 @@ pub struct CachedContext {
     pub size: u64,
 }
 
+/// Per-file records: metadata, content digest, and whether this run used it.
+type FileRecords = HashMap<PathBuf, (FileMeta, [u8; 32], bool)>;
+
 #[derive(Default)]
 struct State {
-    files: HashMap<PathBuf, (FileMeta, [u8; 32], bool)>,
+    /// Per-file records, parsed from `unparsed_files` on first use: a warm re-plan whose contexts all
+    /// hit never needs them.
+    files: FileRecords,
+    unparsed_files: Option<Vec<u8>>,
     contexts: HashMap<[u8; 32], (CachedContext, bool)>,
     dirty: bool,
+}
+
+impl State {
+    fn files(&mut self) -> &mut FileRecords {
+        if let Some(bytes) = self.unparsed_files.take() {
+            self.files = parse_files(&bytes).unwrap_or_default();
+        }
+        &mut self.files
+    }
 }
 
 /// A stat cache loaded from (and saved to) one file. Safe to share between hashing threads.
@@ -78,14 +93,29 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Parses the header and the contexts; the file records that follow are kept unparsed.
 fn parse(bytes: &[u8]) -> Option<State> {
     let mut r = Reader { bytes };
     if r.take(8)? != MAGIC {
         return None;
     }
     let mut state = State::default();
-    let files = r.u64()?;
-    for _ in 0..files {
+    let contexts = r.u64()?;
+    for _ in 0..contexts {
+        let key = r.digest()?;
+        let hash = r.digest()?;
+        let size = r.u64()?;
+        state.contexts.insert(key, (CachedContext { hash, size }, false));
+    }
+    state.unparsed_files = Some(r.bytes.to_vec());
+    Some(state)
+}
+
+fn parse_files(bytes: &[u8]) -> Option<FileRecords> {
+    let mut r = Reader { bytes };
+    let count = r.u64()?;
+    let mut files = HashMap::with_capacity(usize::try_from(count).unwrap_or(0).min(bytes.len() / 80));
+    for _ in 0..count {
         let len = r.u32()? as usize;
         let path = std::str::from_utf8(r.take(len)?).ok()?;
         let meta = FileMeta {
@@ -97,16 +127,9 @@ fn parse(bytes: &[u8]) -> Option<State> {
             mode: r.u32()?,
         };
         let digest = r.digest()?;
-        state.files.insert(PathBuf::from(path), (meta, digest, false));
+        files.insert(PathBuf::from(path), (meta, digest, false));
     }
-    let contexts = r.u64()?;
-    for _ in 0..contexts {
-        let key = r.digest()?;
-        let hash = r.digest()?;
-        let size = r.u64()?;
-        state.contexts.insert(key, (CachedContext { hash, size }, false));
-    }
-    r.bytes.is_empty().then_some(state)
+    r.bytes.is_empty().then_some(files)
 }
 
 fn now_ns() -> i64 {
@@ -144,7 +167,7 @@ impl StatCache {
     /// The content digest of `path` if its metadata is unchanged.
     pub fn file_digest(&self, path: &Path, meta: &FileMeta) -> Option<[u8; 32]> {
         let mut state = self.lock();
-        let (cached, digest, used) = state.files.get_mut(path)?;
+        let (cached, digest, used) = state.files().get_mut(path)?;
         if cached != meta {
             return None;
         }
@@ -155,7 +178,7 @@ impl StatCache {
     /// Records the content digest of `path`.
     pub fn put_file(&self, path: &Path, meta: FileMeta, digest: [u8; 32]) {
         let mut state = self.lock();
-        state.files.insert(path.to_owned(), (meta, digest, true));
+        state.files().insert(path.to_owned(), (meta, digest, true));
         state.dirty = true;
     }
 
@@ -177,26 +200,30 @@ impl StatCache {
     /// Writes the cache back (atomically) if anything changed. Racy entries are left out.
     pub fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else { return Ok(()) };
-        let state = self.lock();
+        let mut state = self.lock();
         if !state.dirty {
             return Ok(());
         }
         let horizon = now_ns().saturating_sub(RACY_WINDOW_NS);
-        let keep_unused = state.files.len() <= MAX_FILES;
-        let mut out = Vec::with_capacity(64 + state.files.len() * 120);
+        let mut out = Vec::with_capacity(64 + state.contexts.len() * 72);
         out.extend_from_slice(MAGIC);
-        let files: Vec<_> = state
-            .files
+        out.extend_from_slice(&(state.contexts.len() as u64).to_le_bytes());
+        for (key, (cached, _)) in &state.contexts {
+            out.extend_from_slice(key);
+            out.extend_from_slice(&cached.hash);
+            out.extend_from_slice(&cached.size.to_le_bytes());
+        }
+        let files = state.files();
+        let keep_unused = files.len() <= MAX_FILES;
+        let kept: Vec<_> = files
             .iter()
             .filter(|(path, (meta, _, used))| {
-                (keep_unused || *used)
-                    && meta.mtime_ns < horizon
-                    && meta.ctime_ns < horizon
-                    && path.to_str().is_some()
+                (keep_unused || *used) && meta.mtime_ns < horizon && path.to_str().is_some()
             })
             .collect();
-        out.extend_from_slice(&(files.len() as u64).to_le_bytes());
-        for (path, (meta, digest, _)) in files {
+        out.reserve(kept.len() * 120);
+        out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
+        for (path, (meta, digest, _)) in kept {
             let text = path.to_str().unwrap_or_default().as_bytes();
             out.extend_from_slice(&(text.len() as u32).to_le_bytes());
             out.extend_from_slice(text);
@@ -207,12 +234,6 @@ impl StatCache {
             out.extend_from_slice(&meta.ctime_ns.to_le_bytes());
             out.extend_from_slice(&meta.mode.to_le_bytes());
             out.extend_from_slice(digest);
-        }
-        out.extend_from_slice(&(state.contexts.len() as u64).to_le_bytes());
-        for (key, (cached, _)) in &state.contexts {
-            out.extend_from_slice(key);
-            out.extend_from_slice(&cached.hash);
-            out.extend_from_slice(&cached.size.to_le_bytes());
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
