@@ -14,7 +14,9 @@ const BUFFER_SIZE: usize = 1 << 20;
 const BUFFERS: usize = 6;
 
 enum Chunk {
-    Data(Vec<u8>),
+    /// A buffer and how many of its bytes are content (buffers keep their full size, so reuse never
+    /// zero-fills them again).
+    Data(Vec<u8>, usize),
     End,
     Failed(TreeError),
 }
@@ -47,7 +49,6 @@ fn read_ahead(ctx: &Context, chunks: SyncSender<Chunk>, free: Receiver<Vec<u8>>)
                         Err(_) => return Ok(()),
                     },
                 };
-                buf.resize(BUFFER_SIZE, 0);
                 let mut filled = 0;
                 while filled < buf.len() {
                     match file.read(&mut buf[filled..]) {
@@ -57,7 +58,6 @@ fn read_ahead(ctx: &Context, chunks: SyncSender<Chunk>, free: Receiver<Vec<u8>>)
                         Err(e) => return Err(TreeError::io(path, e)),
                     }
                 }
-                buf.truncate(filled);
                 total += filled as u64;
                 if total > meta.size {
                     return Err(changed(&ctx.image, path, meta.size, total));
@@ -66,7 +66,7 @@ fn read_ahead(ctx: &Context, chunks: SyncSender<Chunk>, free: Receiver<Vec<u8>>)
                     spare = Some(buf);
                     break;
                 }
-                if chunks.send(Chunk::Data(buf)).is_err() {
+                if chunks.send(Chunk::Data(buf, filled)).is_err() {
                     return Ok(());
                 }
             }
@@ -117,8 +117,8 @@ fn consume<W: Write>(
                 tar.start_file(&entry.name, mode, meta.size).map_err(sink_error)?;
                 loop {
                     match chunk_rx.recv() {
-                        Ok(Chunk::Data(buf)) => {
-                            tar.write_raw(&buf).map_err(sink_error)?;
+                        Ok(Chunk::Data(buf, len)) => {
+                            tar.write_raw(&buf[..len]).map_err(sink_error)?;
                             let _ = free_tx.try_send(buf);
                         }
                         Ok(Chunk::End) => break,
