@@ -610,3 +610,65 @@ fn dockerfile_command_evaluates_without_a_repository() {
         r.stderr
     );
 }
+
+// ---------------------------------------------------------------- kiln.toml and the bundled example
+
+#[test]
+fn bundled_example_plans_with_kiln_toml_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let example = workspace().join("examples/shop");
+    let out = ok(kiln(&example)
+        .args(["plan", "--json", "-q", "--state-dir"])
+        .arg(&state));
+    let plan: Vec<Value> = serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = plan.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "python", "api", "worker", "worker-arm64"]);
+    let worker = by_name(&plan, "worker");
+    let arm = by_name(&plan, "worker-arm64");
+    assert_eq!(arm["definition"], "worker");
+    assert_eq!(arm["parent"], "python");
+    assert_ne!(
+        worker["context_hash"], arm["context_hash"],
+        "the %ARG picks a different include"
+    );
+    assert!(
+        arm["routes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("example.shop.cache.level-1.kiln-images.v1.worker-arm64.hash.")
+    );
+    assert!(plan.iter().all(|e| e["status"] == "build"));
+}
+
+#[test]
+fn kiln_toml_typos_are_errors_with_their_line() {
+    let (_tmp, root) = folder_repo();
+    write(&root, "kiln.toml", "[index]\nprefix = \"x\"\nlevel = 3\n");
+    fails_with(&root, &["kiln.toml", "unknown field `level`", "line 3"]);
+}
+
+#[test]
+fn unnormalized_include_is_kept_verbatim_in_taskgraph_mode_with_a_warning() {
+    let (tmp, root) = taskgraph_repo("FROM x\n# %include shared/../shared/file.txt\n", "");
+    let r = run(kiln(&root).args(["plan"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Dockerfile:2: include path `shared/../shared/file.txt` is not normalized"),
+        "{}",
+        r.stderr
+    );
+    let out = tmp.path().join("ctx.tar");
+    ok(kiln(&root).args(["context", "img", "-q", "-o"]).arg(&out));
+    let list = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    let names = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        names.lines().any(|l| l == "topsrcdir/shared/../shared/file.txt"),
+        "{names}"
+    );
+}
