@@ -4,7 +4,7 @@ use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
-use kiln_tree::{HashMode, TeeHash, collect, context_hash, write_tar};
+use kiln_tree::{Context, HashMode, TeeHash, collect, context_hash, write_tar};
 
 use crate::cli::ContextArgs;
 use crate::settings::Workspace;
@@ -34,9 +34,18 @@ fn format_of(path: &Path) -> Result<Format> {
     })
 }
 
-fn hex_digest(hasher: sha2::Sha256) -> String {
+/// Streams the context tar into `sink`, hashing the uncompressed bytes on the way; returns the sink (to
+/// be finished by the caller), the hex SHA-256 of the tar and its length.
+fn tar_through<W: std::io::Write>(ctx: &Context, sink: W) -> Result<(W, String, u64)> {
     use sha2::Digest;
-    hex::encode(hasher.finalize())
+    let (tee, size) = write_tar(
+        ctx,
+        TeeHash {
+            hasher: sha2::Sha256::new(),
+            inner: sink,
+        },
+    )?;
+    Ok((tee.inner, hex::encode(tee.hasher.finalize()), size))
 }
 
 pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
@@ -58,43 +67,25 @@ pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
     let tar_name = format!("{}.tar", args.image);
     let (tar_hash, size) = match format {
         Format::Tar => {
-            let (tee, size) = write_tar(
-                &ctx,
-                TeeHash {
-                    hasher: Default::default(),
-                    inner: file,
-                },
-            )?;
-            tee.inner.into_inner().map_err(|e| e.into_error())?;
-            (hex_digest(tee.hasher), size)
+            let (file, hash, size) = tar_through(&ctx, file)?;
+            file.into_inner().map_err(|e| e.into_error())?;
+            (hash, size)
         }
         Format::Gzip => {
             let gz = flate2::GzBuilder::new()
                 .filename(tar_name.as_bytes())
                 .mtime(TASKGRAPH_GZIP_MTIME)
                 .write(file, flate2::Compression::best());
-            let (tee, size) = write_tar(
-                &ctx,
-                TeeHash {
-                    hasher: Default::default(),
-                    inner: gz,
-                },
-            )?;
-            tee.inner.finish()?.into_inner().map_err(|e| e.into_error())?;
-            (hex_digest(tee.hasher), size)
+            let (gz, hash, size) = tar_through(&ctx, gz)?;
+            gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+            (hash, size)
         }
         Format::Zstd => {
             let mut encoder = zstd::Encoder::new(file, 3)?;
             encoder.multithread(2)?;
-            let (tee, size) = write_tar(
-                &ctx,
-                TeeHash {
-                    hasher: Default::default(),
-                    inner: encoder,
-                },
-            )?;
-            tee.inner.finish()?.into_inner().map_err(|e| e.into_error())?;
-            (hex_digest(tee.hasher), size)
+            let (encoder, hash, size) = tar_through(&ctx, encoder)?;
+            encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+            (hash, size)
         }
     };
     tmp.as_file().sync_all()?;
