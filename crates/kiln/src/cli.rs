@@ -1,5 +1,6 @@
 //! Command-line flags, as the user types them. `settings` turns them into validated paths and modes.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -67,6 +68,26 @@ pub enum Command {
     Index(IndexCommand),
     /// Parse and evaluate a Dockerfile as BuildKit does; print its stages and instructions.
     Dockerfile(DockerfileArgs),
+    /// Run an OCI distribution registry (the CI intermediate or buildset registry). Needs no repository.
+    Serve(ServeArgs),
+}
+
+/// `kiln serve --listen 127.0.0.1:5000 --root DIR`: a command shape other tools script against.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (`IP:PORT`; port 0 picks a free one, printed on stderr at start).
+    /// Anything but a loopback address needs --allow-anonymous-push until authentication exists.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:5000")]
+    pub listen: SocketAddr,
+
+    /// Folder holding the registry's blobs, manifests, tags and uploads (created if absent; layout in
+    /// docs/registry-storage.md).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Allow anyone who can reach a non-loopback --listen address to push and delete (no authentication).
+    #[arg(long)]
+    pub allow_anonymous_push: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod dockerfile;
 mod images;
 mod index;
 mod plan;
+mod serve;
 
 use anyhow::Result;
 
@@ -17,6 +18,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     if let Command::Dockerfile(args) = &cli.command {
         return dockerfile::run(args);
     }
+    if let Command::Serve(args) = &cli.command {
+        return serve::run(args);
+    }
     let ws = Workspace::load(&cli.global)?;
     match cli.command {
         Command::Images(args) => images::run(&ws, &args),
@@ -25,5 +29,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Digest(args) => digest::run(&ws, &args),
         Command::Index(command) => index::run(&ws, command),
         Command::Dockerfile(_) => unreachable!("handled above"),
+        Command::Serve(_) => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,880 @@
+//! HTTP: turns requests into service and storage calls. One fallback handler parses the path itself,
+//! because repository names contain `/`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use kiln_oci::{Algorithm, Digest, media_types};
+
+use crate::RegistryConfig;
+use crate::error::{ErrorCode, RegistryError};
+use crate::names::{
+    RangeAnswer, Reference, RepoName, Tag, parse_content_range, parse_range, parse_upload_id,
+};
+use crate::service::{self, blocking, storage_error};
+use crate::storage::{Storage, UploadSink};
+
+/// Shared state of the handlers.
+pub(crate) struct App {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) config: RegistryConfig,
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+/// The one handler: routes, answers, adds the API version header and logs the request.
+pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = match route(&app, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    tracing::info!(
+        target: "kiln_registry::access",
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+enum Route {
+    Base,
+    Health,
+    Catalog,
+    Tags(String),
+    Manifest(String, String),
+    Blob(String, String),
+    UploadStart(String),
+    Upload(String, String),
+    Referrers(String, String),
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_owned());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn parse_route(path: &str) -> Option<Route> {
+    match path {
+        "/v2" | "/v2/" => return Some(Route::Base),
+        "/healthz" => return Some(Route::Health),
+        "/v2/_catalog" => return Some(Route::Catalog),
+        _ => {}
+    }
+    let rest = path.strip_prefix("/v2/")?;
+    // Split first, then decode each segment: an encoded `/` stays inside its segment (and fails validation);
+    // undecodable segments become a NUL that no name, tag or digest accepts.
+    let decoded: Vec<String> = rest
+        .split('/')
+        .map(|s| percent_decode(s).unwrap_or_else(|| "\0".to_owned()))
+        .collect();
+    let seg: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let n = seg.len();
+    let name = |k: usize| seg[..n - k].join("/");
+    if n >= 3 && seg[n - 2] == "tags" && seg[n - 1] == "list" {
+        return Some(Route::Tags(name(2)));
+    }
+    if n >= 4 && seg[n - 1].is_empty() && seg[n - 2] == "uploads" && seg[n - 3] == "blobs" {
+        return Some(Route::UploadStart(name(3)));
+    }
+    if n >= 3 && seg[n - 1] == "uploads" && seg[n - 2] == "blobs" {
+        return Some(Route::UploadStart(name(2)));
+    }
+    if n >= 4 && seg[n - 2] == "uploads" && seg[n - 3] == "blobs" {
+        return Some(Route::Upload(name(3), seg[n - 1].to_owned()));
+    }
+    if n >= 3 {
+        let last = seg[n - 1].to_owned();
+        match seg[n - 2] {
+            "blobs" => return Some(Route::Blob(name(2), last)),
+            "manifests" => return Some(Route::Manifest(name(2), last)),
+            "referrers" => return Some(Route::Referrers(name(2), last)),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn bad_request(code: ErrorCode, message: impl Into<String>) -> RegistryError {
+    RegistryError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn repo_name(s: &str) -> Result<RepoName> {
+    s.parse()
+        .map_err(|e: crate::names::NameError| bad_request(ErrorCode::NameInvalid, e.to_string()))
+}
+
+fn digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e: kiln_oci::DigestError| bad_request(ErrorCode::DigestInvalid, e.to_string()))
+}
+
+fn unsupported_method(method: &Method) -> RegistryError {
+    RegistryError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        format!("method {method} is not supported here"),
+    )
+}
+
+fn header_value(s: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(s).map_err(|e| RegistryError::internal(format!("bad header value {s:?}: {e}")))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The query as a list of pairs (repeated keys kept); a malformed query is a 400.
+fn query_pairs(request: &Request) -> Result<Vec<(String, String)>> {
+    Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+        .map(|q| q.0)
+        .map_err(|e| bad_request(ErrorCode::Unsupported, format!("malformed query: {e}")))
+}
+
+fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+async fn route(app: &Arc<App>, request: Request) -> Result<Response> {
+    let path = request.uri().path().to_owned();
+    let Some(route) = parse_route(&path) else {
+        return Err(RegistryError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::Unsupported,
+            format!("no endpoint at {path}"),
+        ));
+    };
+    let method = request.method().clone();
+    match route {
+        Route::Base | Route::Health => match method {
+            Method::GET | Method::HEAD => {
+                Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response())
+            }
+            _ => Err(unsupported_method(&method)),
+        },
+        Route::Catalog => match method {
+            Method::GET => catalog(app, pagination(&request)?).await,
+            _ => Err(unsupported_method(&method)),
+        },
+        Route::Tags(name) => {
+            let repo = repo_name(&name)?;
+            match method {
+                Method::GET => tags(app, &repo, pagination(&request)?).await,
+                _ => Err(unsupported_method(&method)),
+            }
+        }
+        Route::Blob(name, d) => {
+            let repo = repo_name(&name)?;
+            let d = digest(&d)?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    let range = header_str(request.headers(), &header::RANGE).map(str::to_owned);
+                    get_blob(app, &repo, &d, method == Method::HEAD, range).await
+                }
+                Method::DELETE => delete_blob(app, &repo, &d).await,
+                _ => Err(unsupported_method(&method)),
+            }
+        }
+        Route::UploadStart(name) => {
+            let repo = repo_name(&name)?;
+            match method {
+                Method::POST => start_upload(app, repo, request).await,
+                _ => Err(unsupported_method(&method)),
+            }
+        }
+        Route::Upload(name, id) => {
+            let repo = repo_name(&name)?;
+            let Some(id) = parse_upload_id(&id) else {
+                return Err(RegistryError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::BlobUploadUnknown,
+                    format!("upload {id} is unknown in repository {repo}"),
+                ));
+            };
+            match method {
+                Method::GET => upload_status(app, &repo, &id).await,
+                Method::PATCH => patch_upload(app, repo, id, request).await,
+                Method::PUT => put_upload(app, repo, id, request).await,
+                Method::DELETE => {
+                    let (r, i) = (repo.clone(), id.clone());
+                    blocking(&app.storage, move |s| s.cancel_upload(&r, &i)).await?;
+                    Ok(StatusCode::NO_CONTENT.into_response())
+                }
+                _ => Err(unsupported_method(&method)),
+            }
+        }
+        Route::Manifest(name, reference) => {
+            let repo = repo_name(&name)?;
+            let reference: Reference =
+                reference
+                    .parse()
+                    .map_err(|e: crate::names::ReferenceError| match e {
+                        crate::names::ReferenceError::Digest(e) => {
+                            bad_request(ErrorCode::DigestInvalid, e.to_string())
+                        }
+                        crate::names::ReferenceError::Tag(e) => {
+                            bad_request(ErrorCode::ManifestInvalid, e.to_string())
+                        }
+                    })?;
+            match method {
+                Method::GET | Method::HEAD => {
+                    get_manifest(app, repo, reference, method == Method::HEAD).await
+                }
+                Method::PUT => put_manifest(app, repo, reference, request).await,
+                Method::DELETE => delete_manifest(app, repo, reference).await,
+                _ => Err(unsupported_method(&method)),
+            }
+        }
+        Route::Referrers(name, d) => {
+            let repo = repo_name(&name)?;
+            let d = digest(&d)?;
+            match method {
+                Method::GET => {
+                    let pairs = query_pairs(&request)?;
+                    let filter = query_get(&pairs, "artifactType").map(str::to_owned);
+                    let (bytes, filtered) = service::referrers(&app.storage, &repo, &d, filter).await?;
+                    let mut response = (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, media_types::OCI_INDEX)],
+                        bytes,
+                    )
+                        .into_response();
+                    if filtered {
+                        response
+                            .headers_mut()
+                            .insert(FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
+                    }
+                    Ok(response)
+                }
+                _ => Err(unsupported_method(&method)),
+            }
+        }
+    }
+}
+
+fn pagination(request: &Request) -> Result<(Option<usize>, Option<String>)> {
+    let pairs = query_pairs(request)?;
+    let n = match query_get(&pairs, "n") {
+        None | Some("") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            bad_request(
+                ErrorCode::PaginationNumberInvalid,
+                format!("n={n} is not a non-negative integer"),
+            )
+        })?),
+    };
+    Ok((n, query_get(&pairs, "last").map(str::to_owned)))
+}
+
+fn paged_response(
+    key: &str,
+    extra: Option<(&str, &str)>,
+    items: Vec<String>,
+    more: bool,
+    base: &str,
+    n: Option<usize>,
+) -> Result<Response> {
+    let mut body = serde_json::Map::new();
+    if let Some((k, v)) = extra {
+        body.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+    }
+    let last = items.last().cloned();
+    body.insert(key.to_owned(), serde_json::Value::from(items));
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Object(body).to_string(),
+    )
+        .into_response();
+    if more && let (Some(n), Some(last)) = (n, last) {
+        let link = format!("<{base}?n={n}&last={last}>; rel=\"next\"");
+        response.headers_mut().insert(header::LINK, header_value(&link)?);
+    }
+    Ok(response)
+}
+
+async fn catalog(app: &Arc<App>, (n, last): (Option<usize>, Option<String>)) -> Result<Response> {
+    let all = blocking(&app.storage, |s| s.repositories()).await?;
+    let (items, more) = service::paginate(all, n, last.as_deref());
+    paged_response("repositories", None, items, more, "/v2/_catalog", n)
+}
+
+async fn tags(
+    app: &Arc<App>,
+    repo: &RepoName,
+    (n, last): (Option<usize>, Option<String>),
+) -> Result<Response> {
+    let r = repo.clone();
+    let Some(all) = blocking(&app.storage, move |s| s.tags(&r)).await? else {
+        return Err(RegistryError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NameUnknown,
+            format!("repository {repo} is unknown"),
+        ));
+    };
+    let (items, more) = service::paginate(all, n, last.as_deref());
+    let base = format!("/v2/{repo}/tags/list");
+    paged_response("tags", Some(("name", repo.as_str())), items, more, &base, n)
+}
+
+fn blob_unknown(repo: &RepoName, d: &Digest) -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::BlobUnknown,
+        format!("blob {d} is unknown in repository {repo}"),
+    )
+    .with_detail(serde_json::json!({ "digest": d.to_string() }))
+}
+
+/// Streams `len` bytes from `start` of a blob, reading on the blocking pool through a bounded channel.
+fn stream_blob(mut reader: Box<dyn crate::storage::BlobRead>, start: u64, len: u64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        if let Err(e) = reader.seek(SeekFrom::Start(start)) {
+            let _ignored = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut remaining = len;
+        while remaining > 0 {
+            let mut buf = vec![0u8; remaining.min(256 * 1024) as usize];
+            match reader.read(&mut buf) {
+                Ok(0) => {
+                    let _ignored = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob is shorter than its size",
+                    )));
+                    return;
+                }
+                Ok(k) => {
+                    buf.truncate(k);
+                    remaining -= k as u64;
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ignored = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+async fn get_blob(
+    app: &Arc<App>,
+    repo: &RepoName,
+    d: &Digest,
+    head: bool,
+    range: Option<String>,
+) -> Result<Response> {
+    let (r, dd) = (repo.clone(), d.clone());
+    let Some((reader, size)) = blocking(&app.storage, move |s| s.open_blob(&r, &dd)).await? else {
+        return Err(blob_unknown(repo, d));
+    };
+    let range = range.map_or(RangeAnswer::Full, |h| parse_range(&h, size));
+    let (status, start, len) = match range {
+        RangeAnswer::Full => (StatusCode::OK, 0, size),
+        RangeAnswer::Partial(a, b) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        RangeAnswer::Unsatisfiable => {
+            return Err(RegistryError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::BlobUnknown,
+                format!("range is outside blob {d} of {size} bytes"),
+            )
+            .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))?));
+        }
+    };
+    let body = if head {
+        Body::empty()
+    } else {
+        stream_blob(reader, start, len)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(CONTENT_DIGEST, header_value(&d.to_string())?);
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {start}-{}/{size}", start + len - 1))?,
+        );
+    }
+    Ok(response)
+}
+
+async fn delete_blob(app: &Arc<App>, repo: &RepoName, d: &Digest) -> Result<Response> {
+    let (r, dd) = (repo.clone(), d.clone());
+    if blocking(&app.storage, move |s| s.delete_blob(&r, &dd)).await? {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(blob_unknown(repo, d))
+    }
+}
+
+fn upload_location(repo: &RepoName, id: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// `Range: 0-<last byte>` as registries answer it (`0-0` for an empty session).
+fn range_header(offset: u64) -> HeaderValue {
+    let value = format!("0-{}", offset.saturating_sub(1));
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("0-0"))
+}
+
+fn upload_accepted(status: StatusCode, repo: &RepoName, id: &str, offset: u64) -> Result<Response> {
+    let mut response = status.into_response();
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, header_value(&upload_location(repo, id))?);
+    h.insert(header::RANGE, range_header(offset));
+    h.insert(UPLOAD_UUID, header_value(id)?);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    Ok(response)
+}
+
+fn blob_created(repo: &RepoName, d: &Digest) -> Result<Response> {
+    let mut response = StatusCode::CREATED.into_response();
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, header_value(&format!("/v2/{repo}/blobs/{d}"))?);
+    h.insert(CONTENT_DIGEST, header_value(&d.to_string())?);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    Ok(response)
+}
+
+/// Streams a request body into an upload session on the blocking pool. The chunk lands whole or not at
+/// all: on any failure the session is cut back to where it was. `declared` is the chunk length the client
+/// announced (Content-Range); a different length is a 416.
+async fn write_chunk(
+    sink: Box<dyn UploadSink>,
+    body: Body,
+    declared: Option<u64>,
+) -> (Box<dyn UploadSink>, Result<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut sink = sink;
+        let start = sink.offset();
+        let mut result = Ok(());
+        while let Some(bytes) = rx.blocking_recv() {
+            if let Err(e) = sink.write(&bytes) {
+                result = Err(e);
+                break;
+            }
+        }
+        (sink, start, result)
+    });
+    let mut stream = body.into_data_stream();
+    let mut client_error = None;
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(bytes) => {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                client_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let (mut sink, start, result) = match writer.await {
+        Ok(v) => v,
+        Err(e) => {
+            // The sink is lost with the task; its slot was freed by its drop.
+            let e = RegistryError::internal(format!("upload task failed: {e}"));
+            return (Box::new(LostSink), Err(e));
+        }
+    };
+    let written = sink.offset() - start;
+    let error = match (result, client_error) {
+        (Err(e), _) => Some(storage_error(e)),
+        (Ok(()), Some(e)) => Some(RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BlobUploadInvalid,
+            format!("request body failed after {written} bytes: {e}"),
+        )),
+        (Ok(()), None) => declared.filter(|d| *d != written).map(|declared| {
+            RegistryError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::BlobUploadInvalid,
+                format!("Content-Range announced {declared} bytes, the body had {written}"),
+            )
+        }),
+    };
+    match error {
+        None => (sink, Ok(())),
+        Some(e) => {
+            let (sink, undo) = tokio::task::spawn_blocking(move || {
+                let r = sink.truncate(start);
+                (sink, r)
+            })
+            .await
+            .unwrap_or_else(|_| (Box::new(LostSink) as Box<dyn UploadSink>, Ok(())));
+            if let Err(u) = undo {
+                tracing::error!(error = %u, "cannot undo a failed chunk");
+            }
+            (sink, Err(e))
+        }
+    }
+}
+
+/// Stands in for a sink lost with a panicked task.
+struct LostSink;
+
+impl UploadSink for LostSink {
+    fn id(&self) -> &str {
+        ""
+    }
+    fn offset(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, _: &[u8]) -> std::result::Result<(), crate::storage::StorageError> {
+        Err(std::io::Error::other("upload lost").into())
+    }
+    fn truncate(&mut self, _: u64) -> std::result::Result<(), crate::storage::StorageError> {
+        Err(std::io::Error::other("upload lost").into())
+    }
+    fn finish(self: Box<Self>, _: &Digest) -> std::result::Result<u64, crate::storage::StorageError> {
+        Err(std::io::Error::other("upload lost").into())
+    }
+}
+
+/// Checks a chunk's Content-Range against the session offset; returns the announced length.
+fn check_content_range(headers: &HeaderMap, repo: &RepoName, id: &str, offset: u64) -> Result<Option<u64>> {
+    let Some(value) = header_str(headers, &header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let out_of_order = |message: String| -> Result<RegistryError> {
+        Ok(RegistryError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+            message,
+        )
+        .with_header(header::LOCATION, header_value(&upload_location(repo, id))?)
+        .with_header(header::RANGE, range_header(offset))
+        .with_header(UPLOAD_UUID, header_value(id)?))
+    };
+    let (start, end) = match parse_content_range(value) {
+        Ok(r) => r,
+        Err(e) => return Err(out_of_order(e.to_string())?),
+    };
+    if start != offset {
+        return Err(out_of_order(format!(
+            "chunk starts at {start}, upload {id} has {offset} bytes"
+        ))?);
+    }
+    let len = end - start + 1;
+    if let Some(cl) = header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
+        && cl != len
+    {
+        return Err(out_of_order(format!(
+            "Content-Range {value} disagrees with Content-Length {cl}"
+        ))?);
+    }
+    Ok(Some(len))
+}
+
+async fn resume(app: &Arc<App>, repo: &RepoName, id: &str) -> Result<Box<dyn UploadSink>> {
+    let (r, i) = (repo.clone(), id.to_owned());
+    blocking(&app.storage, move |s| s.resume_upload(&r, &i)).await
+}
+
+async fn upload_status(app: &Arc<App>, repo: &RepoName, id: &str) -> Result<Response> {
+    let (r, i) = (repo.clone(), id.to_owned());
+    let offset = blocking(&app.storage, move |s| s.upload_offset(&r, &i)).await?;
+    upload_accepted(StatusCode::NO_CONTENT, repo, id, offset)
+}
+
+async fn patch_upload(app: &Arc<App>, repo: RepoName, id: String, request: Request) -> Result<Response> {
+    let sink = resume(app, &repo, &id).await?;
+    let declared = check_content_range(request.headers(), &repo, &id, sink.offset())?;
+    let (sink, result) = write_chunk(sink, request.into_body(), declared).await;
+    let offset = sink.offset();
+    drop(sink);
+    result?;
+    upload_accepted(StatusCode::ACCEPTED, &repo, &id, offset)
+}
+
+async fn finish_upload(sink: Box<dyn UploadSink>, repo: &RepoName, d: &Digest) -> Result<Response> {
+    let dd = d.clone();
+    tokio::task::spawn_blocking(move || sink.finish(&dd))
+        .await
+        .map_err(|e| RegistryError::internal(format!("upload task failed: {e}")))?
+        .map_err(storage_error)?;
+    blob_created(repo, d)
+}
+
+async fn put_upload(app: &Arc<App>, repo: RepoName, id: String, request: Request) -> Result<Response> {
+    let pairs = query_pairs(&request)?;
+    let d = digest(query_get(&pairs, "digest").ok_or_else(|| {
+        bad_request(
+            ErrorCode::DigestInvalid,
+            "a PUT that completes an upload needs ?digest=",
+        )
+    })?)?;
+    let sink = resume(app, &repo, &id).await?;
+    let declared = check_content_range(request.headers(), &repo, &id, sink.offset())?;
+    let (sink, result) = write_chunk(sink, request.into_body(), declared).await;
+    result?;
+    finish_upload(sink, &repo, &d).await
+}
+
+async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request) -> Result<Response> {
+    let pairs = query_pairs(&request)?;
+    if let Some(mount) = query_get(&pairs, "mount") {
+        let d = digest(mount)?;
+        if let Some(from) = query_get(&pairs, "from") {
+            let from = repo_name(from)?;
+            let (f, t, dd) = (from.clone(), repo.clone(), d.clone());
+            if blocking(&app.storage, move |s| s.mount_blob(&f, &t, &dd)).await? {
+                return blob_created(&repo, &d);
+            }
+        }
+        // Not mountable: fall back to a new session (202), as the spec allows.
+    }
+    let algorithm = match query_get(&pairs, "digest-algorithm") {
+        None => Algorithm::Sha256,
+        Some(a) => Algorithm::from_name(a).ok_or_else(|| {
+            bad_request(
+                ErrorCode::DigestInvalid,
+                format!("unsupported digest-algorithm `{a}`"),
+            )
+        })?,
+    };
+    let monolithic = match query_get(&pairs, "digest") {
+        Some(d) if query_get(&pairs, "mount").is_none() => Some(digest(d)?),
+        _ => None,
+    };
+    let algorithm = monolithic.as_ref().map_or(algorithm, Digest::algorithm);
+    let r = repo.clone();
+    let id = blocking(&app.storage, move |s| s.start_upload(&r, algorithm)).await?;
+    let Some(d) = monolithic else {
+        return upload_accepted(StatusCode::ACCEPTED, &repo, &id, 0);
+    };
+    let sink = resume(app, &repo, &id).await?;
+    let (sink, result) = write_chunk(sink, request.into_body(), None).await;
+    if let Err(e) = result {
+        drop(sink);
+        let (r, i) = (repo.clone(), id.clone());
+        let _ignored = blocking(&app.storage, move |s| s.cancel_upload(&r, &i)).await;
+        return Err(e);
+    }
+    finish_upload(sink, &repo, &d).await
+}
+
+fn manifest_unknown(repo: &RepoName, reference: &Reference) -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::ManifestUnknown,
+        format!("manifest {reference} is unknown in repository {repo}"),
+    )
+}
+
+async fn get_manifest(app: &Arc<App>, repo: RepoName, reference: Reference, head: bool) -> Result<Response> {
+    let (r, rf) = (repo.clone(), reference.clone());
+    let Some(m) = blocking(&app.storage, move |s| s.get_manifest(&r, &rf)).await? else {
+        return Err(manifest_unknown(&repo, &reference));
+    };
+    let len = m.bytes.len();
+    let mut response = Response::new(if head { Body::empty() } else { Body::from(m.bytes) });
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, header_value(&m.media_type)?);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(CONTENT_DIGEST, header_value(&m.digest.to_string())?);
+    Ok(response)
+}
+
+/// Reads a manifest body, at most `limit` bytes (413 beyond).
+async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>> {
+    let too_large = || {
+        RegistryError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::SizeInvalid,
+            format!("manifest is larger than {limit} bytes"),
+        )
+    };
+    if let Some(cl) = header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
+        && cl > limit as u64
+    {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let bytes = frame
+            .map_err(|e| bad_request(ErrorCode::ManifestInvalid, format!("request body failed: {e}")))?;
+        if out.len() + bytes.len() > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
+}
+
+async fn put_manifest(
+    app: &Arc<App>,
+    repo: RepoName,
+    reference: Reference,
+    request: Request,
+) -> Result<Response> {
+    let pairs = query_pairs(&request)?;
+    let mut tags = Vec::new();
+    let reference_digest = match &reference {
+        Reference::Tag(t) => {
+            tags.push(t.clone());
+            None
+        }
+        Reference::Digest(d) => Some(d.clone()),
+    };
+    for (k, v) in &pairs {
+        if k == "tag" {
+            tags.push(
+                v.parse::<Tag>()
+                    .map_err(|e| bad_request(ErrorCode::ManifestInvalid, e.to_string()))?,
+            );
+        }
+    }
+    let content_type = header_str(request.headers(), &header::CONTENT_TYPE).map(str::to_owned);
+    let headers = request.headers().clone();
+    let bytes = read_limited(request.into_body(), &headers, app.config.max_manifest_bytes).await?;
+    let (d, subject) = service::put_manifest(
+        &app.storage,
+        &repo,
+        reference_digest.as_ref(),
+        tags,
+        content_type.as_deref(),
+        bytes,
+    )
+    .await?;
+    let mut response = StatusCode::CREATED.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        header_value(&format!("/v2/{repo}/manifests/{d}"))?,
+    );
+    h.insert(CONTENT_DIGEST, header_value(&d.to_string())?);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    if let Some(subject) = subject {
+        h.insert(OCI_SUBJECT, header_value(&subject.to_string())?);
+    }
+    Ok(response)
+}
+
+async fn delete_manifest(app: &Arc<App>, repo: RepoName, reference: Reference) -> Result<Response> {
+    let (r, rf) = (repo.clone(), reference.clone());
+    let deleted = blocking(&app.storage, move |s| match &rf {
+        Reference::Tag(t) => s.delete_tag(&r, t),
+        Reference::Digest(d) => s.delete_manifest(&r, d),
+    })
+    .await?;
+    if deleted {
+        Ok(StatusCode::ACCEPTED.into_response())
+    } else {
+        Err(manifest_unknown(&repo, &reference))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(path: &str) -> Option<String> {
+        parse_route(path).map(|route| match route {
+            Route::Base => "base".to_owned(),
+            Route::Health => "health".to_owned(),
+            Route::Catalog => "catalog".to_owned(),
+            Route::Tags(n) => format!("tags {n}"),
+            Route::Manifest(n, x) => format!("manifest {n} {x}"),
+            Route::Blob(n, x) => format!("blob {n} {x}"),
+            Route::UploadStart(n) => format!("start {n}"),
+            Route::Upload(n, x) => format!("upload {n} {x}"),
+            Route::Referrers(n, x) => format!("referrers {n} {x}"),
+        })
+    }
+
+    #[test]
+    fn routes_split_names_with_slashes_from_the_right() {
+        assert_eq!(r("/v2/").as_deref(), Some("base"));
+        assert_eq!(r("/v2/a/b/tags/list").as_deref(), Some("tags a/b"));
+        assert_eq!(r("/v2/a/blobs/uploads/").as_deref(), Some("start a"));
+        assert_eq!(r("/v2/a/blobs/uploads/x").as_deref(), Some("upload a x"));
+        assert_eq!(
+            r("/v2/a/blobs/b/blobs/sha256:1").as_deref(),
+            Some("blob a/blobs/b sha256:1")
+        );
+        assert_eq!(
+            r("/v2/manifests/manifests/latest").as_deref(),
+            Some("manifest manifests latest")
+        );
+        assert_eq!(
+            r("/v2/a/referrers/sha256:1").as_deref(),
+            Some("referrers a sha256:1")
+        );
+        assert_eq!(r("/v2/blobs/x"), None);
+        assert_eq!(r("/v3/a/tags/list"), None);
+        assert_eq!(r("/v2/a/unknown/x"), None);
+        assert_eq!(r("/v2/a/blobs/sha256%3A1").as_deref(), Some("blob a sha256:1"));
+        assert_eq!(r("/v2/a/blobs/x%2fy").as_deref(), Some("blob a x/y"));
+        assert_eq!(r("/v2/a%ff/blobs/x").as_deref(), Some("blob \0 x"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("sha256%3Aab").as_deref(), Some("sha256:ab"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn range_header_of_a_session() {
+        assert_eq!(range_header(0), "0-0");
+        assert_eq!(range_header(1), "0-0");
+        assert_eq!(range_header(10), "0-9");
+    }
+}

@@ -1,0 +1,144 @@
+//! Storage behind the registry: a synchronous trait (the service calls it on tokio's blocking pool) and its
+//! filesystem implementation. An object-store backend implements the same trait.
+
+mod fs;
+
+use std::io::{self, Read, Seek};
+
+use kiln_oci::{Algorithm, Digest};
+
+use crate::names::{Reference, RepoName, Tag};
+
+pub use fs::FsStorage;
+
+/// A blob being read: seekable for Range requests.
+pub trait BlobRead: Read + Seek + Send {}
+impl<T: Read + Seek + Send> BlobRead for T {}
+
+/// An opened blob and its size.
+pub type OpenBlob = (Box<dyn BlobRead>, u64);
+
+/// A manifest as stored: its digest, the content type it was pushed with, its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// Digest of `bytes`.
+    pub digest: Digest,
+    /// The content type it was pushed with.
+    pub media_type: String,
+    /// The bytes as pushed.
+    pub bytes: Vec<u8>,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A filesystem or backend failure.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A blob store failure.
+    #[error(transparent)]
+    Store(kiln_oci::StoreError),
+    /// The uploaded content does not match the digest the client gave.
+    #[error("uploaded content has digest {actual}, client said {expected}")]
+    DigestMismatch {
+        /// What the client said.
+        expected: Digest,
+        /// What the content hashes to.
+        actual: Digest,
+    },
+    /// No such upload session in this repository.
+    #[error("upload {id} is unknown in repository {repository}")]
+    UploadUnknown {
+        /// The session id.
+        id: String,
+        /// The repository.
+        repository: String,
+    },
+    /// Another request is writing to this upload session.
+    #[error("upload {id} is in use by another request")]
+    UploadBusy {
+        /// The session id.
+        id: String,
+    },
+    /// Stored data that should be valid is not (e.g. a tag file without a digest).
+    #[error("corrupt storage at {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl From<kiln_oci::StoreError> for StorageError {
+    fn from(e: kiln_oci::StoreError) -> StorageError {
+        match e {
+            kiln_oci::StoreError::DigestMismatch { expected, actual, .. } => {
+                StorageError::DigestMismatch { expected, actual }
+            }
+            kiln_oci::StoreError::Io(e) => StorageError::Io(e),
+            other => StorageError::Store(other),
+        }
+    }
+}
+
+/// An upload session checked out by one request. Dropping it returns it to the storage unchanged.
+pub trait UploadSink: Send {
+    /// The session id.
+    fn id(&self) -> &str;
+    /// Bytes received so far.
+    fn offset(&self) -> u64;
+    /// Appends bytes.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Cuts the session back to `offset` bytes (undoes a failed chunk).
+    fn truncate(&mut self, offset: u64) -> Result<(), StorageError>;
+    /// Verifies the content against `expected`, stores it as a blob and links it into the repository;
+    /// the session ends either way. Returns the blob's size.
+    fn finish(self: Box<Self>, expected: &Digest) -> Result<u64, StorageError>;
+}
+
+/// Everything the registry stores. Names, tags and digests are validated before they reach it.
+pub trait Storage: Send + Sync + 'static {
+    /// The size of a blob linked into `repo`, or `None`.
+    fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError>;
+    /// Opens a blob linked into `repo`, with its size.
+    fn open_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<OpenBlob>, StorageError>;
+    /// Unlinks a blob from `repo`. `false` if it was not linked.
+    fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError>;
+    /// Links a blob of `from` into `to`. `false` if `from` does not have it.
+    fn mount_blob(&self, from: &RepoName, to: &RepoName, digest: &Digest) -> Result<bool, StorageError>;
+    /// Starts an upload session; returns its id.
+    fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<String, StorageError>;
+    /// Checks out an upload session for writing or finishing.
+    fn resume_upload(&self, repo: &RepoName, id: &str) -> Result<Box<dyn UploadSink>, StorageError>;
+    /// Bytes received by an upload session.
+    fn upload_offset(&self, repo: &RepoName, id: &str) -> Result<u64, StorageError>;
+    /// Ends an upload session, discarding its data.
+    fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), StorageError>;
+    /// A manifest by tag or digest.
+    fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, StorageError>;
+    /// The size of a manifest linked into `repo`, or `None`.
+    fn manifest_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError>;
+    /// Stores a manifest (already validated), points `tags` at it and records it as a referrer of `subject`.
+    fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &StoredManifest,
+        tags: &[Tag],
+        subject: Option<&Digest>,
+    ) -> Result<(), StorageError>;
+    /// Removes a manifest from `repo` with every tag pointing at it. `false` if absent.
+    fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError>;
+    /// Removes a tag only. `false` if absent.
+    fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StorageError>;
+    /// The tags of `repo`, sorted; `None` if the repository is unknown.
+    fn tags(&self, repo: &RepoName) -> Result<Option<Vec<String>>, StorageError>;
+    /// Every repository, sorted.
+    fn repositories(&self) -> Result<Vec<String>, StorageError>;
+    /// The manifests in `repo` whose subject is `subject`.
+    fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<StoredManifest>, StorageError>;
+}

@@ -1,0 +1,162 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_oci::Algorithm;
+use kiln_registry::{FsStorage, RegistryConfig};
+use reqwest::{Method, StatusCode};
+
+/// A registry serving a temporary root on 127.0.0.1 until dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_at(dir.path()).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    pub async fn start_at(root: &Path) -> Server {
+        let storage = FsStorage::open(root).unwrap();
+        let app = kiln_registry::router(Arc::new(storage), RegistryConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            kiln_registry::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            addr,
+            root: root.to_owned(),
+            client: reqwest::Client::new(),
+            _dir: None,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Pushes a blob monolithically; returns its digest.
+    pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = Algorithm::Sha256.digest(bytes).to_string();
+        let r = self
+            .req(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        digest
+    }
+
+    /// Pushes a manifest; returns the response.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> reqwest::Response {
+        self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts the status, the API version header, and (for errors) the JSON error code; returns the response.
+pub async fn expect(
+    r: reqwest::Response,
+    status: StatusCode,
+    code: Option<&str>,
+) -> (reqwest::header::HeaderMap, Vec<u8>) {
+    let got = r.status();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.unwrap().to_vec();
+    assert_eq!(got, status, "body: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        headers
+            .get("docker-distribution-api-version")
+            .map(|v| v.to_str().unwrap()),
+        Some("registry/2.0")
+    );
+    if let Some(code) = code {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"][0]["code"], code, "{v}");
+        assert!(v["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    (headers, body)
+}
+
+pub fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
+}
+
+/// A tiny OCI image: config + one layer; returns (manifest bytes, config digest, layer digest).
+pub async fn push_image(server: &Server, repo: &str, layer: &[u8]) -> (Vec<u8>, String, String) {
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = server.push_blob(repo, config).await;
+    let layer_digest = server.push_blob(repo, layer).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    });
+    (
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+        config_digest,
+        layer_digest,
+    )
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    Algorithm::Sha256.digest(bytes).to_string()
+}
+
+/// Whether a peer tool is available; panics if it is missing and `KILN_REQUIRE_PEERS=1`.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("KILN_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{tool} is required (KILN_REQUIRE_PEERS=1) but not found: apt-get install {tool}");
+        }
+        eprintln!("skipping: {tool} not found (set KILN_REQUIRE_PEERS=1 to make this a failure)");
+    }
+    found
+}
