@@ -26,7 +26,8 @@ and exercises what `docs/taskgraph-compat.md` §1 describes:
 * CRLF, mixed and lone-CR Dockerfiles, Dockerfiles without a final newline;
 * modes 0644, 0755, 0600, 0664, 01644 (sticky), sizes from 0 bytes to a few MB,
   around the 512 and 10240 byte boundaries;
-* a context file shadowed by an include with the same archive name.
+* a context file shadowed by an include with the same archive name;
+* with or without `cached-task-prefix`, sometimes `cache-pull-requests: false`.
 
 Only inputs that both tools must accept are generated: no setuid/setgid, no fifos,
 no broken symlinks, no include or symlink leaving the repository, only UTF-8 names,
@@ -270,6 +271,8 @@ def generate(seed, dest, max_mb):
     prefix_line = ""
     if rng.random() < 0.6:
         prefix_line = "  cached-task-prefix: diff.v2.seed%d\n" % seed
+    if rng.random() < 0.2:  # pull requests then write no route and look up no cache.pr
+        prefix_line += "  cache-pull-requests: false\n"
     t.write("taskcluster/config.yml", """\
 trust-domain: diff%d
 task-priority: low
