@@ -10,32 +10,14 @@ const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 #[tokio::test]
 async fn base_endpoint_and_unknown_paths_carry_the_api_version() {
     let s = Server::start().await;
-    expect(
-        s.req(Method::GET, "/v2/").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
-    expect(
-        s.req(Method::GET, "/v2").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
-    expect(
-        s.req(Method::GET, "/healthz").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
-    expect(
-        s.req(Method::GET, "/nope").send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        Some("UNSUPPORTED"),
-    )
-    .await;
-    expect(
-        s.req(Method::POST, "/v2/").send().await.unwrap(),
+    s.expect(Method::GET, "/v2/", StatusCode::OK, None).await;
+    s.expect(Method::GET, "/v2", StatusCode::OK, None).await;
+    s.expect(Method::GET, "/healthz", StatusCode::OK, None).await;
+    s.expect(Method::GET, "/nope", StatusCode::NOT_FOUND, Some("UNSUPPORTED"))
+        .await;
+    s.expect(
+        Method::POST,
+        "/v2/",
         StatusCode::METHOD_NOT_ALLOWED,
         Some("UNSUPPORTED"),
     )
@@ -57,35 +39,21 @@ async fn monolithic_upload_then_head_get_and_ranges() {
     assert_eq!(header(&h, "location"), format!("/v2/a/b/blobs/{d}"));
     assert_eq!(header(&h, "docker-content-digest"), d);
 
-    let (h, body) = expect(
-        s.req(Method::HEAD, &format!("/v2/a/b/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(Method::HEAD, &format!("/v2/a/b/blobs/{d}"), StatusCode::OK, None)
+        .await;
     assert_eq!(header(&h, "content-length"), "10");
     assert_eq!(header(&h, "docker-content-digest"), d);
     assert!(body.is_empty());
-    let (_, body) = expect(
-        s.req(Method::GET, &format!("/v2/a/b/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(Method::GET, &format!("/v2/a/b/blobs/{d}"), StatusCode::OK, None)
+        .await;
     assert_eq!(body, data);
     // The same with a percent-encoded colon.
     let encoded = d.replace(':', "%3A");
-    expect(
-        s.req(Method::GET, &format!("/v2/a/b/blobs/{encoded}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        &format!("/v2/a/b/blobs/{encoded}"),
         StatusCode::OK,
         None,
     )
@@ -120,11 +88,9 @@ async fn monolithic_upload_then_head_get_and_ranges() {
     assert_eq!(header(&h, "content-range"), "bytes */10");
 
     // Linked into a/b only.
-    expect(
-        s.req(Method::GET, &format!("/v2/other/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        &format!("/v2/other/blobs/{d}"),
         StatusCode::NOT_FOUND,
         Some("BLOB_UNKNOWN"),
     )
@@ -136,15 +102,9 @@ async fn large_blob_streams_in_and_out() {
     let s = Server::start().await;
     let data: Vec<u8> = (0..5 * 1024 * 1024 + 7).map(|i: u32| (i % 251) as u8).collect();
     let d = s.push_blob("big", &data).await;
-    let (_, body) = expect(
-        s.req(Method::GET, &format!("/v2/big/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(Method::GET, &format!("/v2/big/blobs/{d}"), StatusCode::OK, None)
+        .await;
     assert_eq!(sha256(&body), d);
 }
 
@@ -166,11 +126,9 @@ async fn wrong_digest_is_digest_invalid_and_stores_nothing() {
     assert_eq!(blob_files(&s), 0);
     assert_eq!(std::fs::read_dir(s.root.join("uploads")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(s.root.join("ingest")).unwrap().count(), 0);
-    expect(
-        s.req(Method::GET, &format!("/v2/a/blobs/{wrong}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        &format!("/v2/a/blobs/{wrong}"),
         StatusCode::NOT_FOUND,
         Some("BLOB_UNKNOWN"),
     )
@@ -180,12 +138,9 @@ async fn wrong_digest_is_digest_invalid_and_stores_nothing() {
 #[tokio::test]
 async fn chunked_upload_checks_content_range_continuity() {
     let s = Server::start().await;
-    let (h, _) = expect(
-        s.req(Method::POST, "/v2/c/blobs/uploads/").send().await.unwrap(),
-        StatusCode::ACCEPTED,
-        None,
-    )
-    .await;
+    let (h, _) = s
+        .expect(Method::POST, "/v2/c/blobs/uploads/", StatusCode::ACCEPTED, None)
+        .await;
     let loc = header(&h, "location").to_owned();
     assert!(loc.starts_with("/v2/c/blobs/uploads/"));
     assert_eq!(header(&h, "range"), "0-0");
@@ -220,12 +175,7 @@ async fn chunked_upload_checks_content_range_continuity() {
         Some("BLOB_UPLOAD_INVALID"),
     )
     .await;
-    let (h, _) = expect(
-        s.req(Method::GET, &loc).send().await.unwrap(),
-        StatusCode::NO_CONTENT,
-        None,
-    )
-    .await;
+    let (h, _) = s.expect(Method::GET, &loc, StatusCode::NO_CONTENT, None).await;
     assert_eq!(header(&h, "range"), "0-4", "status after failed chunks");
     expect(
         patch("5-10", b" world").await.unwrap(),
@@ -253,19 +203,14 @@ async fn chunked_upload_checks_content_range_continuity() {
     )
     .await;
     assert_eq!(header(&h, "docker-content-digest"), d);
-    let (_, body) = expect(
-        s.req(Method::GET, &format!("/v2/c/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(Method::GET, &format!("/v2/c/blobs/{d}"), StatusCode::OK, None)
+        .await;
     assert_eq!(body, b"hello world!?");
     // The session is gone.
-    expect(
-        s.req(Method::GET, &loc).send().await.unwrap(),
+    s.expect(
+        Method::GET,
+        &loc,
         StatusCode::NOT_FOUND,
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
@@ -275,12 +220,9 @@ async fn chunked_upload_checks_content_range_continuity() {
 #[tokio::test]
 async fn final_put_with_wrong_digest_ends_the_session_without_a_blob() {
     let s = Server::start().await;
-    let (h, _) = expect(
-        s.req(Method::POST, "/v2/c/blobs/uploads/").send().await.unwrap(),
-        StatusCode::ACCEPTED,
-        None,
-    )
-    .await;
+    let (h, _) = s
+        .expect(Method::POST, "/v2/c/blobs/uploads/", StatusCode::ACCEPTED, None)
+        .await;
     let loc = header(&h, "location").to_owned();
     expect(
         s.req(Method::PATCH, &loc).body("abc").send().await.unwrap(),
@@ -301,8 +243,9 @@ async fn final_put_with_wrong_digest_ends_the_session_without_a_blob() {
         .unwrap();
     expect(r, StatusCode::BAD_REQUEST, Some("DIGEST_INVALID")).await;
     assert_eq!(blob_files(&s), 0);
-    expect(
-        s.req(Method::GET, &loc).send().await.unwrap(),
+    s.expect(
+        Method::GET,
+        &loc,
         StatusCode::NOT_FOUND,
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
@@ -314,15 +257,14 @@ async fn sha512_uploads() {
     let s = Server::start().await;
     let data = b"sha512 content";
     let d = kiln_oci::Algorithm::Sha512.digest(data).to_string();
-    let (h, _) = expect(
-        s.req(Method::POST, "/v2/s/blobs/uploads/?digest-algorithm=sha512")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::ACCEPTED,
-        None,
-    )
-    .await;
+    let (h, _) = s
+        .expect(
+            Method::POST,
+            "/v2/s/blobs/uploads/?digest-algorithm=sha512",
+            StatusCode::ACCEPTED,
+            None,
+        )
+        .await;
     let loc = header(&h, "location").to_owned();
     expect(
         s.req(Method::PATCH, &loc)
@@ -334,33 +276,22 @@ async fn sha512_uploads() {
         None,
     )
     .await;
-    expect(
-        s.req(Method::PUT, &format!("{loc}?digest={d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::PUT,
+        &format!("{loc}?digest={d}"),
         StatusCode::CREATED,
         None,
     )
     .await;
-    let (h, body) = expect(
-        s.req(Method::GET, &format!("/v2/s/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(Method::GET, &format!("/v2/s/blobs/{d}"), StatusCode::OK, None)
+        .await;
     assert_eq!(body, data);
     assert_eq!(header(&h, "docker-content-digest"), d);
     // A sha256 session finished with a sha512 digest is re-hashed once.
-    let (h, _) = expect(
-        s.req(Method::POST, "/v2/s/blobs/uploads/").send().await.unwrap(),
-        StatusCode::ACCEPTED,
-        None,
-    )
-    .await;
+    let (h, _) = s
+        .expect(Method::POST, "/v2/s/blobs/uploads/", StatusCode::ACCEPTED, None)
+        .await;
     let loc = header(&h, "location").to_owned();
     let d2 = kiln_oci::Algorithm::Sha512.digest(b"other").to_string();
     expect(
@@ -373,11 +304,9 @@ async fn sha512_uploads() {
         None,
     )
     .await;
-    expect(
-        s.req(Method::POST, "/v2/s/blobs/uploads/?digest-algorithm=md5")
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::POST,
+        "/v2/s/blobs/uploads/?digest-algorithm=md5",
         StatusCode::BAD_REQUEST,
         Some("DIGEST_INVALID"),
     )
@@ -387,29 +316,23 @@ async fn sha512_uploads() {
 #[tokio::test]
 async fn cancel_upload_and_unknown_sessions() {
     let s = Server::start().await;
-    let (h, _) = expect(
-        s.req(Method::POST, "/v2/c/blobs/uploads/").send().await.unwrap(),
-        StatusCode::ACCEPTED,
-        None,
-    )
-    .await;
+    let (h, _) = s
+        .expect(Method::POST, "/v2/c/blobs/uploads/", StatusCode::ACCEPTED, None)
+        .await;
     let loc = header(&h, "location").to_owned();
     // Another repository cannot use the session.
     let foreign = loc.replace("/v2/c/", "/v2/d/");
-    expect(
-        s.req(Method::GET, &foreign).send().await.unwrap(),
+    s.expect(
+        Method::GET,
+        &foreign,
         StatusCode::NOT_FOUND,
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
     .await;
-    expect(
-        s.req(Method::DELETE, &loc).send().await.unwrap(),
-        StatusCode::NO_CONTENT,
-        None,
-    )
-    .await;
-    expect(
-        s.req(Method::GET, &loc).send().await.unwrap(),
+    s.expect(Method::DELETE, &loc, StatusCode::NO_CONTENT, None).await;
+    s.expect(
+        Method::GET,
+        &loc,
         StatusCode::NOT_FOUND,
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
@@ -420,17 +343,16 @@ async fn cancel_upload_and_unknown_sessions() {
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
     .await;
-    expect(
-        s.req(Method::DELETE, &loc).send().await.unwrap(),
+    s.expect(
+        Method::DELETE,
+        &loc,
         StatusCode::NOT_FOUND,
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
     .await;
-    expect(
-        s.req(Method::GET, "/v2/c/blobs/uploads/not-a-uuid")
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        "/v2/c/blobs/uploads/not-a-uuid",
         StatusCode::NOT_FOUND,
         Some("BLOB_UPLOAD_UNKNOWN"),
     )
@@ -443,12 +365,9 @@ async fn upload_session_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let loc = {
         let s = Server::start_at(dir.path()).await;
-        let (h, _) = expect(
-            s.req(Method::POST, "/v2/r/blobs/uploads/").send().await.unwrap(),
-            StatusCode::ACCEPTED,
-            None,
-        )
-        .await;
+        let (h, _) = s
+            .expect(Method::POST, "/v2/r/blobs/uploads/", StatusCode::ACCEPTED, None)
+            .await;
         let loc = header(&h, "location").to_owned();
         expect(
             s.req(Method::PATCH, &loc).body("first ").send().await.unwrap(),
@@ -459,12 +378,7 @@ async fn upload_session_survives_a_restart() {
         loc
     };
     let s = Server::start_at(dir.path()).await;
-    let (h, _) = expect(
-        s.req(Method::GET, &loc).send().await.unwrap(),
-        StatusCode::NO_CONTENT,
-        None,
-    )
-    .await;
+    let (h, _) = s.expect(Method::GET, &loc, StatusCode::NO_CONTENT, None).await;
     assert_eq!(header(&h, "range"), "0-5");
     let d = sha256(b"first second");
     expect(
@@ -494,15 +408,9 @@ async fn cross_repository_mount() {
         .unwrap();
     let (h, _) = expect(r, StatusCode::CREATED, None).await;
     assert_eq!(header(&h, "location"), format!("/v2/dst/blobs/{d}"));
-    let (_, body) = expect(
-        s.req(Method::GET, &format!("/v2/dst/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(Method::GET, &format!("/v2/dst/blobs/{d}"), StatusCode::OK, None)
+        .await;
     assert_eq!(body, b"shared layer");
     assert_eq!(blob_files(&s), 1, "deduplicated");
     // Not in the source: a new session instead.
@@ -543,27 +451,25 @@ async fn manifest_push_get_tag_and_delete() {
     assert_eq!(header(&h, "location"), format!("/v2/app/manifests/{d}"));
 
     for reference in ["v1", d.as_str()] {
-        let (h, body) = expect(
-            s.req(Method::GET, &format!("/v2/app/manifests/{reference}"))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-            None,
-        )
-        .await;
+        let (h, body) = s
+            .expect(
+                Method::GET,
+                &format!("/v2/app/manifests/{reference}"),
+                StatusCode::OK,
+                None,
+            )
+            .await;
         assert_eq!(body, manifest, "byte-exact");
         assert_eq!(header(&h, "content-type"), OCI_MANIFEST);
         assert_eq!(header(&h, "docker-content-digest"), d);
-        let (h, body) = expect(
-            s.req(Method::HEAD, &format!("/v2/app/manifests/{reference}"))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-            None,
-        )
-        .await;
+        let (h, body) = s
+            .expect(
+                Method::HEAD,
+                &format!("/v2/app/manifests/{reference}"),
+                StatusCode::OK,
+                None,
+            )
+            .await;
         assert_eq!(header(&h, "content-length"), manifest.len().to_string());
         assert!(body.is_empty());
     }
@@ -576,76 +482,63 @@ async fn manifest_push_get_tag_and_delete() {
         .await
         .unwrap();
     expect(r, StatusCode::CREATED, None).await;
-    let (_, body) = expect(
-        s.req(Method::GET, "/v2/app/tags/list").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(Method::GET, "/v2/app/tags/list", StatusCode::OK, None)
+        .await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"name":"app","tags":["a","b","v1"]})
     );
 
     // A tag delete removes only the tag (the promote workflow).
-    expect(
-        s.req(Method::DELETE, "/v2/app/manifests/a").send().await.unwrap(),
-        StatusCode::ACCEPTED,
-        None,
-    )
-    .await;
-    expect(
-        s.req(Method::GET, "/v2/app/manifests/a").send().await.unwrap(),
+    s.expect(Method::DELETE, "/v2/app/manifests/a", StatusCode::ACCEPTED, None)
+        .await;
+    s.expect(
+        Method::GET,
+        "/v2/app/manifests/a",
         StatusCode::NOT_FOUND,
         Some("MANIFEST_UNKNOWN"),
     )
     .await;
-    expect(
-        s.req(Method::GET, &format!("/v2/app/manifests/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        &format!("/v2/app/manifests/{d}"),
         StatusCode::OK,
         None,
     )
     .await;
-    expect(
-        s.req(Method::DELETE, "/v2/app/manifests/a").send().await.unwrap(),
+    s.expect(
+        Method::DELETE,
+        "/v2/app/manifests/a",
         StatusCode::NOT_FOUND,
         Some("MANIFEST_UNKNOWN"),
     )
     .await;
     // A manifest delete removes the manifest and every tag pointing at it.
-    expect(
-        s.req(Method::DELETE, &format!("/v2/app/manifests/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::DELETE,
+        &format!("/v2/app/manifests/{d}"),
         StatusCode::ACCEPTED,
         None,
     )
     .await;
-    expect(
-        s.req(Method::GET, "/v2/app/manifests/v1").send().await.unwrap(),
+    s.expect(
+        Method::GET,
+        "/v2/app/manifests/v1",
         StatusCode::NOT_FOUND,
         Some("MANIFEST_UNKNOWN"),
     )
     .await;
-    expect(
-        s.req(Method::GET, &format!("/v2/app/manifests/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        &format!("/v2/app/manifests/{d}"),
         StatusCode::NOT_FOUND,
         Some("MANIFEST_UNKNOWN"),
     )
     .await;
-    let (_, body) = expect(
-        s.req(Method::GET, "/v2/app/tags/list").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(Method::GET, "/v2/app/tags/list", StatusCode::OK, None)
+        .await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["tags"],
         serde_json::json!([])
@@ -762,12 +655,9 @@ async fn manifest_validation() {
         None,
     )
     .await;
-    let (h, body) = expect(
-        s.req(Method::GET, "/v2/v/manifests/multi").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(Method::GET, "/v2/v/manifests/multi", StatusCode::OK, None)
+        .await;
     assert_eq!(header(&h, "content-type"), list_type);
     assert_eq!(body, good);
 }
@@ -784,39 +674,32 @@ async fn tag_and_catalog_pagination() {
         )
         .await;
     }
-    let (h, body) = expect(
-        s.req(Method::GET, "/v2/p/tags/list?n=2").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(Method::GET, "/v2/p/tags/list?n=2", StatusCode::OK, None)
+        .await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["tags"],
         serde_json::json!(["a", "b"])
     );
     assert_eq!(header(&h, "link"), "</v2/p/tags/list?n=2&last=b>; rel=\"next\"");
-    let (h, body) = expect(
-        s.req(Method::GET, "/v2/p/tags/list?n=2&last=d")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(Method::GET, "/v2/p/tags/list?n=2&last=d", StatusCode::OK, None)
+        .await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["tags"],
         serde_json::json!(["e"])
     );
     assert!(h.get("link").is_none());
-    expect(
-        s.req(Method::GET, "/v2/p/tags/list?n=x").send().await.unwrap(),
+    s.expect(
+        Method::GET,
+        "/v2/p/tags/list?n=x",
         StatusCode::BAD_REQUEST,
         Some("PAGINATION_NUMBER_INVALID"),
     )
     .await;
-    expect(
-        s.req(Method::GET, "/v2/nothing/tags/list").send().await.unwrap(),
+    s.expect(
+        Method::GET,
+        "/v2/nothing/tags/list",
         StatusCode::NOT_FOUND,
         Some("NAME_UNKNOWN"),
     )
@@ -825,25 +708,14 @@ async fn tag_and_catalog_pagination() {
     for repo in ["z/y", "m", "a/b/c"] {
         s.push_blob(repo, b"x").await;
     }
-    let (_, body) = expect(
-        s.req(Method::GET, "/v2/_catalog").send().await.unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s.expect(Method::GET, "/v2/_catalog", StatusCode::OK, None).await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["repositories"],
         serde_json::json!(["a/b/c", "m", "p", "z/y"])
     );
-    let (h, body) = expect(
-        s.req(Method::GET, "/v2/_catalog?n=2&last=a/b/c")
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(Method::GET, "/v2/_catalog?n=2&last=a/b/c", StatusCode::OK, None)
+        .await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["repositories"],
         serde_json::json!(["m", "p"])
@@ -884,15 +756,14 @@ async fn referrers_with_artifact_type_filter_and_oci_subject() {
         .await;
         assert_eq!(header(&h, "oci-subject"), subject);
     }
-    let (h, body) = expect(
-        s.req(Method::GET, &format!("/v2/r/referrers/{subject}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (h, body) = s
+        .expect(
+            Method::GET,
+            &format!("/v2/r/referrers/{subject}"),
+            StatusCode::OK,
+            None,
+        )
+        .await;
     assert_eq!(header(&h, "content-type"), OCI_INDEX);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
@@ -925,15 +796,14 @@ async fn referrers_with_artifact_type_filter_and_oci_subject() {
         None,
     )
     .await;
-    let (_, body) = expect(
-        s.req(Method::GET, &format!("/v2/r/referrers/{subject}"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .expect(
+            Method::GET,
+            &format!("/v2/r/referrers/{subject}"),
+            StatusCode::OK,
+            None,
+        )
+        .await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["manifests"]
             .as_array()
@@ -955,11 +825,9 @@ async fn referrers_with_artifact_type_filter_and_oci_subject() {
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["manifests"],
         serde_json::json!([])
     );
-    expect(
-        s.req(Method::GET, "/v2/r/referrers/sha256:zz")
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        "/v2/r/referrers/sha256:zz",
         StatusCode::BAD_REQUEST,
         Some("DIGEST_INVALID"),
     )
@@ -970,29 +838,23 @@ async fn referrers_with_artifact_type_filter_and_oci_subject() {
 async fn blob_delete() {
     let s = Server::start().await;
     let d = s.push_blob("b", b"bye").await;
-    expect(
-        s.req(Method::DELETE, &format!("/v2/b/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::DELETE,
+        &format!("/v2/b/blobs/{d}"),
         StatusCode::ACCEPTED,
         None,
     )
     .await;
-    expect(
-        s.req(Method::GET, &format!("/v2/b/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::GET,
+        &format!("/v2/b/blobs/{d}"),
         StatusCode::NOT_FOUND,
         Some("BLOB_UNKNOWN"),
     )
     .await;
-    expect(
-        s.req(Method::DELETE, &format!("/v2/b/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::DELETE,
+        &format!("/v2/b/blobs/{d}"),
         StatusCode::NOT_FOUND,
         Some("BLOB_UNKNOWN"),
     )
@@ -1060,11 +922,9 @@ async fn malformed_requests_are_400_never_500() {
         .await
         .unwrap();
     expect(r, StatusCode::BAD_REQUEST, Some("MANIFEST_INVALID")).await;
-    expect(
-        s.req(Method::PATCH, &format!("/v2/a/blobs/{d}"))
-            .send()
-            .await
-            .unwrap(),
+    s.expect(
+        Method::PATCH,
+        &format!("/v2/a/blobs/{d}"),
         StatusCode::METHOD_NOT_ALLOWED,
         Some("UNSUPPORTED"),
     )

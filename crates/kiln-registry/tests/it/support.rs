@@ -53,6 +53,17 @@ impl Server {
         self.client.request(method, self.url(path))
     }
 
+    /// Sends a bodiless request and checks its status and error code (see [`expect`]).
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        code: Option<&str>,
+    ) -> (reqwest::header::HeaderMap, Vec<u8>) {
+        expect(self.req(method, path).send().await.unwrap(), status, code).await
+    }
+
     /// Pushes a blob monolithically; returns its digest.
     pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = Algorithm::Sha256.digest(bytes).to_string();
