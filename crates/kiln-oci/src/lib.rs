@@ -1,9 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+pub mod compress;
 mod digest;
+pub mod export;
+pub mod image;
+mod image_store;
+pub mod import;
 pub mod manifest;
 pub mod media_types;
 mod store;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use image::{ImageError, ImageIndex, ImageManifest};
+pub use image_store::{GcReport, ImageRef, ImageStore, ResolvedImage, StoreLock};
 pub use store::{BlobStore, BlobWriter, StoreError, VerifyingReader};

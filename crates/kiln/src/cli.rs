@@ -45,6 +45,11 @@ pub struct GlobalArgs {
     /// Do not print warnings.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// The image content store (an OCI image layout) [default: <state-dir>/store, or
+    /// ~/.local/share/kiln/store outside a repository].
+    #[arg(long, global = true, env = "KILN_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -70,6 +75,89 @@ pub enum Command {
     Dockerfile(DockerfileArgs),
     /// Run an OCI distribution registry (the CI intermediate or buildset registry). Needs no repository.
     Serve(ServeArgs),
+    /// Images in the content store: import, ls, inspect, export, rm (see docs/cli.md).
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Remove the content store's blobs that no image references.
+    Gc(GcArgs),
+}
+
+/// `kiln image …`: a command shape other tools script against (docs/cli.md).
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a docker-archive (.tar, .tar.gz, .tar.zst), an OCI layout folder or OCI archive, or a root
+    /// filesystem (a folder or a tar) as a single-layer image.
+    Import(ImageImportArgs),
+    /// List the store's images: name, manifest digest, size.
+    Ls(ImageLsArgs),
+    /// Print an image's manifest and config as JSON.
+    Inspect(ImageInspectArgs),
+    /// Write an image: the extension picks the format (.tar, .tar.zst docker-archive; .oci.tar OCI archive;
+    /// a folder for an OCI layout).
+    Export(ImageExportArgs),
+    /// Remove image names (blobs stay until `kiln gc`).
+    Rm(ImageRmArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayerCompressionArg {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageImportArgs {
+    /// The archive, OCI layout folder, or root filesystem (folder or tar).
+    pub path: PathBuf,
+
+    /// Name to give the image (required for a root filesystem; replaces the archive's names).
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Compression of layers that arrive uncompressed.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: LayerCompressionArg,
+
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageLsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageInspectArgs {
+    /// The image name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageExportArgs {
+    /// The image name.
+    pub name: String,
+
+    /// Output file or folder; the extension picks the format.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageRmArgs {
+    /// Image names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kiln serve --listen 127.0.0.1:5000 --root DIR`: a command shape other tools script against.

@@ -3,6 +3,8 @@
 mod context;
 mod digest;
 mod dockerfile;
+mod gc;
+mod image;
 mod images;
 mod index;
 mod plan;
@@ -21,6 +23,13 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return serve::run(args);
     }
+    // The content store needs no repository.
+    if let Command::Image(command) = &cli.command {
+        return image::run(&cli.global, command);
+    }
+    if let Command::Gc(args) = &cli.command {
+        return gc::run(&cli.global, args);
+    }
     let ws = Workspace::load(&cli.global)?;
     match cli.command {
         Command::Images(args) => images::run(&ws, &args),
@@ -30,5 +39,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Index(command) => index::run(&ws, command),
         Command::Dockerfile(_) => unreachable!("handled above"),
         Command::Serve(_) => unreachable!("handled above"),
+        Command::Image(_) | Command::Gc(_) => unreachable!("handled above"),
     }
 }

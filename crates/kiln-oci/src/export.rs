@@ -1,0 +1,408 @@
+//! Exporting images: docker-archive (what `docker load` and `podman load` read: `manifest.json`, the
+//! config, uncompressed layer tars, the legacy `repositories`), optionally zstd-compressed as a whole
+//! (`image.tar.zst`); OCI archives and OCI layout folders, with blobs copied byte-exact so digests survive.
+//!
+//! Everything streams: a layer is decompressed twice (once to learn its size and check its diff ID, once
+//! into the archive), never held in memory. Files are written to a temporary name next to the target and
+//! renamed when complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::compress::{Compression, HashingReader, decompress_as, zstd_encoder};
+use crate::digest::Digest;
+use crate::image::{
+    ConfigRootfs, IMAGE_NAME_ANNOTATION, ImageError, ImageIndex, OCI_LAYOUT_FILE, REF_NAME_ANNOTATION,
+    from_json, split_name, to_json,
+};
+use crate::image_store::{ImageStore, read_capped, write_atomic};
+use crate::manifest::Descriptor;
+use crate::media_types as mt;
+use crate::store::BlobStore;
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// docker-archive; `zstd`: compressed as a whole (`.tar.zst`).
+    DockerArchive {
+        /// Compress the whole archive with zstd.
+        zstd: bool,
+    },
+    /// OCI layout in a tar (`.oci.tar`, or `.oci.tar.zst` compressed as a whole).
+    OciArchive {
+        /// Compress the whole archive with zstd.
+        zstd: bool,
+    },
+    /// OCI layout folder.
+    OciLayout,
+}
+
+impl ExportFormat {
+    /// The format a path asks for: `.oci.tar[.zst]`, `.tar[.zst]`, or a folder (an existing one, a path
+    /// ending in `/`, or a name without extension) for an OCI layout.
+    pub fn for_path(path: &Path) -> Result<ExportFormat, ImageError> {
+        let text = path.to_string_lossy();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_dir() || text.ends_with('/') {
+            return Ok(ExportFormat::OciLayout);
+        }
+        Ok(if file.ends_with(".oci.tar") {
+            ExportFormat::OciArchive { zstd: false }
+        } else if file.ends_with(".oci.tar.zst") {
+            ExportFormat::OciArchive { zstd: true }
+        } else if file.ends_with(".tar") {
+            ExportFormat::DockerArchive { zstd: false }
+        } else if file.ends_with(".tar.zst") || file.ends_with(".tzst") {
+            ExportFormat::DockerArchive { zstd: true }
+        } else if !file.contains('.') {
+            ExportFormat::OciLayout
+        } else {
+            return Err(ImageError::archive(
+                path,
+                "unknown export format; use .tar or .tar.zst (docker-archive), .oci.tar (OCI archive), \
+                 or a folder (OCI layout)",
+            ));
+        })
+    }
+}
+
+/// Exports the image `name` to `path`. Returns the exported manifest's descriptor.
+pub fn export(
+    store: &ImageStore,
+    name: &str,
+    path: &Path,
+    format: ExportFormat,
+) -> Result<Descriptor, ImageError> {
+    let image_ref = store.require(name)?;
+    match format {
+        ExportFormat::DockerArchive { zstd } => {
+            let image = store.resolve(&image_ref.descriptor)?;
+            write_file(path, zstd, |out| {
+                write_docker_archive(store, &image_ref.name, &image.manifest.layers, &image.config, out)
+            })?;
+            Ok(image.manifest_descriptor)
+        }
+        ExportFormat::OciArchive { zstd } => {
+            let blobs = blob_sizes(store, &image_ref.descriptor)?;
+            let index = export_index(&image_ref.name, &image_ref.descriptor, None)?;
+            write_file(path, zstd, |out| write_oci_archive(store, &blobs, &index, out))?;
+            Ok(image_ref.descriptor)
+        }
+        ExportFormat::OciLayout => {
+            write_oci_dir(store, &image_ref.name, &image_ref.descriptor, path)?;
+            Ok(image_ref.descriptor)
+        }
+    }
+}
+
+fn blob_sizes(store: &ImageStore, root: &Descriptor) -> Result<BTreeMap<Digest, u64>, ImageError> {
+    let mut out = BTreeMap::new();
+    for digest in store.reachable(root)? {
+        let size = store
+            .blobs()
+            .size(&digest)?
+            .ok_or_else(|| ImageError::MissingBlob {
+                digest: digest.clone(),
+                referenced_by: format!("manifest {}", root.digest),
+            })?;
+        out.insert(digest, size);
+    }
+    Ok(out)
+}
+
+/// Writes through `f` into a temp file next to `path`, optionally zstd-compressed, then renames it.
+fn write_file(
+    path: &Path,
+    zstd: bool,
+    f: impl FnOnce(Box<dyn Write + '_>) -> Result<Box<dyn Write + '_>, ImageError>,
+) -> Result<(), ImageError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".kiln-export-")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create a file in {}: {e}", dir.display()),
+            )
+        })?;
+    let io_err = |e: io::Error| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()));
+    let file = temp.as_file().try_clone().map_err(io_err)?;
+    let buffered = BufWriter::with_capacity(1 << 20, file);
+    if zstd {
+        let encoder = zstd_encoder(buffered).map_err(io_err)?;
+        let mut out = f(Box::new(encoder.auto_finish()))?;
+        out.flush().map_err(io_err)?;
+        drop(out);
+    } else {
+        let mut out = f(Box::new(buffered))?;
+        out.flush().map_err(io_err)?;
+        drop(out);
+    }
+    // tempfile creates 0600 files; an exported image is meant to be shared.
+    use std::os::unix::fs::PermissionsExt as _;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io_err)?;
+    temp.as_file().sync_all().map_err(io_err)?;
+    temp.persist(path).map_err(|e| {
+        io::Error::new(
+            e.error.kind(),
+            format!("cannot rename to {}: {}", path.display(), e.error),
+        )
+    })?;
+    Ok(())
+}
+
+fn file_header(size: u64, mode: u32) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
+fn dir_header() -> tar::Header {
+    let mut header = file_header(0, 0o755);
+    header.set_entry_type(tar::EntryType::Directory);
+    header
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut header = file_header(bytes.len() as u64, 0o644);
+    tar.append_data(&mut header, name, bytes)
+}
+
+/// Opens a layer blob decompressed, hashing the uncompressed stream.
+fn open_layer<'a>(
+    blobs: &'a BlobStore,
+    layer: &Descriptor,
+) -> Result<HashingReader<Box<dyn Read + 'a>>, ImageError> {
+    let media_type = layer.media_type.as_deref().unwrap_or(mt::OCI_LAYER_GZIP);
+    let compression = Compression::of_layer_media_type(media_type).ok_or_else(|| {
+        ImageError::archive(
+            blobs.blob_path(&layer.digest),
+            format!(
+                "layer {} has media type {media_type}, not a layer kiln can export",
+                layer.digest
+            ),
+        )
+    })?;
+    if mt::is_foreign_layer(media_type) || layer.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(ImageError::archive(
+            blobs.blob_path(&layer.digest),
+            format!("layer {} is a foreign layer, not in the store", layer.digest),
+        ));
+    }
+    let blob = blobs
+        .open_verified(&layer.digest)?
+        .ok_or_else(|| ImageError::MissingBlob {
+            digest: layer.digest.clone(),
+            referenced_by: "the exported image".to_owned(),
+        })?;
+    let reader = decompress_as(compression, io::BufReader::with_capacity(1 << 20, blob))?;
+    Ok(HashingReader::new(reader))
+}
+
+fn write_docker_archive<'w>(
+    store: &ImageStore,
+    name: &str,
+    layers: &[Descriptor],
+    config: &[u8],
+    out: Box<dyn Write + 'w>,
+) -> Result<Box<dyn Write + 'w>, ImageError> {
+    let config_digest = crate::digest::Algorithm::Sha256.digest(config);
+    let rootfs: ConfigRootfs = from_json(config, || format!("config {config_digest}"))?;
+    if rootfs.rootfs.diff_ids.len() != layers.len() {
+        return Err(ImageError::archive(
+            store.root(),
+            format!(
+                "config {config_digest} lists {} layers, the manifest {}",
+                rootfs.rootfs.diff_ids.len(),
+                layers.len()
+            ),
+        ));
+    }
+    let mut tar = tar::Builder::new(out);
+    let config_name = format!("{}.json", config_digest.hex());
+    append_bytes(&mut tar, &config_name, config)?;
+    let mut layer_names = Vec::new();
+    let mut written = BTreeSet::new();
+    for (index, (layer, diff_id)) in layers.iter().zip(&rootfs.rootfs.diff_ids).enumerate() {
+        let layer_name = format!("{}.tar", diff_id.hex());
+        layer_names.push(layer_name.clone());
+        if !written.insert(diff_id.clone()) {
+            continue;
+        }
+        let check = |reader: &HashingReader<Box<dyn Read + '_>>| -> Result<(), ImageError> {
+            let actual = reader.hasher.clone().finish();
+            if actual != *diff_id {
+                return Err(ImageError::DiffIdMismatch {
+                    what: format!("layer {}", layer.digest),
+                    index,
+                    expected: diff_id.clone(),
+                    actual,
+                });
+            }
+            Ok(())
+        };
+        // First pass: the uncompressed size (a tar header needs it up front) and the diff ID.
+        let mut reader = open_layer(store.blobs(), layer)?;
+        io::copy(&mut reader, &mut io::sink())?;
+        check(&reader)?;
+        let size = reader.len;
+        let mut reader = open_layer(store.blobs(), layer)?;
+        let header = file_header(size, 0o644);
+        let mut limited = (&mut reader).take(size);
+        let mut with_name = header;
+        with_name.set_path(&layer_name)?;
+        with_name.set_cksum();
+        tar.append(&with_name, &mut limited)?;
+        if reader.len != size {
+            return Err(ImageError::archive(
+                store.blobs().blob_path(&layer.digest),
+                format!("layer {} changed while it was exported", layer.digest),
+            ));
+        }
+        io::copy(&mut reader, &mut io::sink())?;
+        check(&reader)?;
+    }
+    let (repo, tag) = split_name(name);
+    let repo_tags: Vec<String> = tag.map(|t| format!("{repo}:{t}")).into_iter().collect();
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": repo_tags,
+        "Layers": layer_names,
+    }]);
+    append_bytes(&mut tar, "manifest.json", &to_json(&manifest))?;
+    if let (Some(tag), Some(top)) = (tag, rootfs.rootfs.diff_ids.last()) {
+        let repositories = serde_json::json!({ repo: { tag: top.hex() } });
+        append_bytes(&mut tar, "repositories", &to_json(&repositories))?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+/// The `index.json` of an exported layout: the image under its full name (containerd's annotation) and
+/// its tag (`org.opencontainers.image.ref.name`, as skopeo and umoci expect), merged into `existing`.
+fn export_index(
+    name: &str,
+    descriptor: &Descriptor,
+    existing: Option<ImageIndex>,
+) -> Result<Vec<u8>, ImageError> {
+    let (_, tag) = split_name(name);
+    let mut annotations = BTreeMap::from([(IMAGE_NAME_ANNOTATION.to_owned(), name.to_owned())]);
+    if let Some(tag) = tag {
+        annotations.insert(REF_NAME_ANNOTATION.to_owned(), tag.to_owned());
+    }
+    let mut entry = descriptor.clone();
+    entry.annotations = Some(annotations.clone());
+    let mut manifests = existing.map(|i| i.manifests).unwrap_or_default();
+    // An entry with the same full name or the same tag is replaced: tags must stay unique in a layout.
+    manifests.retain(|d| {
+        let theirs = d.annotations.clone().unwrap_or_default();
+        let same_name = theirs.get(IMAGE_NAME_ANNOTATION).map(String::as_str) == Some(name);
+        let same_tag = theirs.contains_key(REF_NAME_ANNOTATION)
+            && theirs.get(REF_NAME_ANNOTATION) == annotations.get(REF_NAME_ANNOTATION);
+        !same_name && !same_tag
+    });
+    manifests.push(entry);
+    Ok(to_json(&ImageIndex {
+        schema_version: 2,
+        media_type: Some(mt::OCI_INDEX.to_owned()),
+        manifests,
+        annotations: None,
+    }))
+}
+
+fn write_oci_archive<'w>(
+    store: &ImageStore,
+    blobs: &BTreeMap<Digest, u64>,
+    index: &[u8],
+    out: Box<dyn Write + 'w>,
+) -> Result<Box<dyn Write + 'w>, ImageError> {
+    let mut tar = tar::Builder::new(out);
+    append_bytes(&mut tar, "oci-layout", OCI_LAYOUT_FILE.as_bytes())?;
+    append_bytes(&mut tar, "index.json", index)?;
+    tar.append_data(&mut dir_header(), "blobs/", io::empty())?;
+    let algorithms: BTreeSet<_> = blobs.keys().map(|d| d.algorithm().name()).collect();
+    for alg in algorithms {
+        tar.append_data(&mut dir_header(), format!("blobs/{alg}/"), io::empty())?;
+    }
+    for (digest, size) in blobs {
+        let reader = store
+            .blobs()
+            .open_verified(digest)?
+            .ok_or_else(|| ImageError::MissingBlob {
+                digest: digest.clone(),
+                referenced_by: "the exported image".to_owned(),
+            })?;
+        let mut header = file_header(*size, 0o644);
+        let name = format!("blobs/{}/{}", digest.algorithm().name(), digest.hex());
+        tar.append_data(&mut header, &name, reader.take(*size))?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+fn write_oci_dir(
+    store: &ImageStore,
+    name: &str,
+    descriptor: &Descriptor,
+    dir: &Path,
+) -> Result<(), ImageError> {
+    let existing = if fs_err::symlink_metadata(dir.join("oci-layout")).is_ok() {
+        let bytes = read_capped(&dir.join("index.json"))?;
+        Some(from_json::<ImageIndex>(&bytes, || {
+            format!("{}/index.json", dir.display())
+        })?)
+    } else {
+        if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
+            return Err(ImageError::archive(
+                dir,
+                "exists and is neither empty nor an OCI layout; choose another folder",
+            ));
+        }
+        None
+    };
+    let sizes = blob_sizes(store, descriptor)?;
+    fs_err::create_dir_all(dir)?;
+    let ingest_existed = dir.join("ingest").exists();
+    let target = BlobStore::open(dir)?;
+    for (digest, size) in &sizes {
+        if target.size(digest)? == Some(*size) {
+            continue;
+        }
+        let mut reader = store
+            .blobs()
+            .open_verified(digest)?
+            .ok_or_else(|| ImageError::MissingBlob {
+                digest: digest.clone(),
+                referenced_by: "the exported image".to_owned(),
+            })?;
+        let mut writer = target.writer(digest.algorithm())?;
+        io::copy(&mut reader, &mut writer).map_err(|e| reader.into_error(e))?;
+        writer.commit(Some(digest))?;
+    }
+    if !ingest_existed {
+        let _ignored = fs_err::remove_dir(dir.join("ingest"));
+    }
+    for alg in crate::digest::Algorithm::ALL {
+        // Only removed when empty.
+        let _ignored = std::fs::remove_dir(dir.join("blobs").join(alg.name()));
+    }
+    write_atomic(&dir.join("oci-layout"), OCI_LAYOUT_FILE.as_bytes())?;
+    write_atomic(
+        &dir.join("index.json"),
+        &export_index(name, descriptor, existing)?,
+    )?;
+    Ok(())
+}
