@@ -246,7 +246,8 @@ fn podman_loads_and_runs_the_exported_image_tar_zst() {
         &store,
         &["image", "export", "localhost/bb:1", "-o", "image.tar.zst"],
     ));
-    let config_digest = inspect(&store, "localhost/bb:1")["manifest"]["config"]["digest"]
+    let original = inspect(&store, "localhost/bb:1");
+    let config_digest = original["manifest"]["config"]["digest"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -271,6 +272,30 @@ fn podman_loads_and_runs_the_exported_image_tar_zst() {
     ]);
     podman_env(d, &mut run_it);
     assert_eq!(run(&mut run_it), "made by kiln's test\n");
+    // What podman saves, kiln imports with the same image ID, in both of podman's formats.
+    for (format, file) in [
+        ("docker-archive", "podman.tar"),
+        ("oci-archive", "podman.oci.tar"),
+    ] {
+        let mut save = Command::new("podman");
+        save.args(["save", "--format", format, "-o"])
+            .arg(d.join(file))
+            .arg("localhost/bb:1");
+        podman_env(d, &mut save);
+        run(&mut save);
+        let other = d.join(format!("store-{format}"));
+        let out = ok(kiln(
+            &other,
+            &["image", "import", d.join(file).to_str().unwrap(), "-t", "p:1"],
+        ));
+        assert!(out.contains(format), "{out}");
+        let back = inspect(&other, "p:1");
+        assert_eq!(back["config"]["rootfs"], original["config"]["rootfs"], "{format}");
+        // podman's oci-archive rewrites the config as an OCI config: a new image ID, the same layers.
+        if format == "docker-archive" {
+            assert_eq!(back["manifest"]["config"]["digest"], config_digest.as_str());
+        }
+    }
     let mut cleanup = Command::new("podman");
     cleanup.args(["system", "reset", "--force"]);
     podman_env(d, &mut cleanup);
@@ -449,6 +474,14 @@ fn manifest_json(config: &str, layers: &[&str]) -> Vec<u8> {
         .unwrap()
 }
 
+fn oci_index_naming(hex: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{hex}"), "size": 6,
+        "annotations": {"org.opencontainers.image.ref.name": "evil"}}]}))
+    .unwrap()
+}
+
 #[test]
 fn hostile_archives_are_refused_and_leave_no_ref() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,6 +547,14 @@ fn hostile_archives_are_refused_and_leave_no_ref() {
                 ("manifest.json", 'f', &good_manifest),
             ]),
             "links outside the archive",
+        ),
+        (
+            "oci-missing-blob",
+            tar_of(&[
+                ("oci-layout", 'f', br#"{"imageLayoutVersion":"1.0.0"}"#),
+                ("index.json", 'f', &oci_index_naming(&sha(b"absent"))),
+            ]),
+            "is missing",
         ),
         (
             "missing-layer",
