@@ -406,3 +406,34 @@ fn write_oci_dir(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_picks_the_format() {
+        let f = |p: &str| ExportFormat::for_path(Path::new(p));
+        assert_eq!(
+            f("image.tar.zst").unwrap(),
+            ExportFormat::DockerArchive { zstd: true }
+        );
+        assert_eq!(
+            f("a/image.tar").unwrap(),
+            ExportFormat::DockerArchive { zstd: false }
+        );
+        assert_eq!(f("x.oci.tar").unwrap(), ExportFormat::OciArchive { zstd: false });
+        assert_eq!(
+            f("x.oci.tar.zst").unwrap(),
+            ExportFormat::OciArchive { zstd: true }
+        );
+        assert_eq!(f("layout").unwrap(), ExportFormat::OciLayout);
+        assert_eq!(f("out.d/").unwrap(), ExportFormat::OciLayout);
+        assert!(
+            f("image.zip")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown export format")
+        );
+    }
+}

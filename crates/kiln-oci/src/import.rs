@@ -260,6 +260,12 @@ fn import_file(
         import_oci_archive(store, path, name, &scan)
     } else if scan.json.contains_key("manifest.json") {
         import_docker_archive(store, path, name, compression, &scan)
+    } else if scan.json.contains_key("repositories") {
+        Err(ImageError::archive(
+            path,
+            "a docker-archive without manifest.json (docker before 1.10) is not supported; \
+             re-save it with a newer docker, podman or skopeo",
+        ))
     } else {
         import_rootfs_tar(store, path, name, compression)
     }

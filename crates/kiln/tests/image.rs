@@ -344,6 +344,15 @@ fn skopeo_reads_kiln_exports_and_kiln_reads_skopeo_outputs() {
     .unwrap();
     assert_eq!(manifest, original["manifest"]);
 
+    // The store itself is an OCI layout skopeo reads, full names included.
+    let in_store: serde_json::Value = serde_json::from_str(&run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:localhost/bb:1", store.display()),
+    ])))
+    .unwrap();
+    assert_eq!(in_store, original["manifest"]);
+
     // What skopeo writes, kiln reads: OCI layout → docker-archive, and the layout itself.
     let skopeo_archive = d.join("from-skopeo.tar");
     run(Command::new("skopeo").args([
@@ -555,6 +564,11 @@ fn hostile_archives_are_refused_and_leave_no_ref() {
                 ("index.json", 'f', &oci_index_naming(&sha(b"absent"))),
             ]),
             "is missing",
+        ),
+        (
+            "legacy-docker",
+            tar_of(&[("repositories", 'f', b"{}"), ("abc/layer.tar", 'f', &layer)]),
+            "without manifest.json",
         ),
         (
             "missing-layer",
