@@ -599,6 +599,17 @@ fn hostile_archives_are_refused_and_leave_no_ref() {
         );
         assert!(names(&store).is_empty(), "{name} left a ref behind");
     }
+    // A truncated archive (cut inside the layer) fails and names no image.
+    let whole = tar_of(&[
+        (&config_name, 'f', &config),
+        ("l.tar", 'f', &layer),
+        ("manifest.json", 'f', &good_manifest),
+    ]);
+    let truncated = dir.path().join("truncated.tar");
+    fs_err::write(&truncated, &whole[..1536 + 1024]).unwrap();
+    let err = fails(kiln(&store, &["image", "import", truncated.to_str().unwrap()]));
+    assert!(err.contains("truncated.tar"), "{err}");
+    assert!(names(&store).is_empty());
     // The good archive imports, keeping its config digest as the image ID.
     let good = dir.path().join("good.tar");
     fs_err::write(
