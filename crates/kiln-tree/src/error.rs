@@ -41,6 +41,14 @@ pub enum TreeError {
         /// Where the parent was declared.
         file: PathBuf,
     },
+    /// An image was asked for by name but the repository has none of that name.
+    #[error("no image `{name}` in {root}")]
+    UnknownImage {
+        /// The name asked for.
+        name: String,
+        /// The repository root.
+        root: PathBuf,
+    },
     /// Images whose parents form a cycle.
     #[error("parent cycle: {}", cycle.join(" -> "))]
     ParentCycle {

@@ -36,14 +36,9 @@ pub fn with_ancestors(repo: &Repo, wanted: &[String]) -> Result<BTreeSet<String>
     for name in wanted {
         let mut current = Some(name.clone());
         while let Some(n) = current {
-            let image = repo.image(&n).ok_or_else(|| TreeError::UnknownParent {
-                image: n.clone(),
-                parent: n.clone(),
-                file: repo
-                    .config
-                    .config_file
-                    .clone()
-                    .unwrap_or_else(|| repo.config.images_dir.clone()),
+            let image = repo.image(&n).ok_or_else(|| TreeError::UnknownImage {
+                name: n.clone(),
+                root: repo.config.root.clone(),
             })?;
             out.insert(n);
             current = image.parent.clone();
