@@ -32,6 +32,6 @@ pub use model::{
     TASKGRAPH_IMAGE_BUILDER_IMAGE, TaskgraphCompat,
 };
 pub use preprocess::{IncludeRequest, PreprocessError, Preprocessed, preprocess};
-pub use repo::{DiscoverOptions, Repo, find_root};
+pub use repo::{DiscoverOptions, Repo, find_repo_root, find_root};
 pub use stat_cache::StatCache;
 pub use stream::write_tar;

@@ -42,16 +42,22 @@ fn is_repo_root(dir: &Path) -> bool {
         || dir.join(DEFAULT_IMAGES_DIR).is_dir()
 }
 
-/// The repository root for `start`: the nearest ancestor (itself included) with `kiln.toml`,
-/// `taskcluster/config.yml` or an `images/` folder; `start` itself when none has.
-pub fn find_root(start: &Path) -> Result<PathBuf, TreeError> {
+/// The nearest ancestor of `start` (itself included) with `kiln.toml`, `taskcluster/config.yml` or an
+/// `images/` folder, if there is one.
+pub fn find_repo_root(start: &Path) -> Result<Option<PathBuf>, TreeError> {
     let start = std::path::absolute(start).map_err(|e| TreeError::io(start, e))?;
-    let found = start
+    Ok(start
         .ancestors()
         .find(|dir| is_repo_root(dir))
-        .unwrap_or(&start)
-        .to_owned();
-    Ok(found)
+        .map(Path::to_owned))
+}
+
+/// The repository root for `start` ([`find_repo_root`]), or `start` itself when no ancestor is one.
+pub fn find_root(start: &Path) -> Result<PathBuf, TreeError> {
+    match find_repo_root(start)? {
+        Some(root) => Ok(root),
+        None => std::path::absolute(start).map_err(|e| TreeError::io(start, e)),
+    }
 }
 
 fn config_error(message: String) -> TreeError {

@@ -643,7 +643,6 @@ fn image_commands_need_no_repository_and_name_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     assert_eq!(ok(kiln(&store, &["image", "ls"])), "NAME\tDIGEST\tSIZE\n");
-    assert!(store.join("oci-layout").is_file() && store.join("index.json").is_file());
     let err = fails(kiln(&store, &["image", "inspect", "nope"]));
     assert!(
         err.contains("no image named `nope`") && err.contains(store.to_str().unwrap()),
@@ -660,5 +659,22 @@ fn image_commands_need_no_repository_and_name_the_store() {
         .output()
         .unwrap();
     assert_eq!(ok(out).trim(), "[]");
-    assert!(dir.path().join("env-store/index.json").is_file());
+    // Listing reads; it does not create a store.
+    assert!(!dir.path().join("env-store").exists());
+}
+
+#[test]
+fn reading_a_store_that_does_not_exist_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("never-made");
+    assert_eq!(ok(kiln(&store, &["image", "ls", "--json"])).trim(), "[]");
+    let err = fails(kiln(&store, &["image", "inspect", "app"]));
+    assert!(
+        err.contains("no image named `app`") && err.contains("never-made"),
+        "{err}"
+    );
+    let err = fails(kiln(&store, &["image", "rm", "a", "b"]));
+    assert!(err.contains("`a`, `b`"), "{err}");
+    assert!(ok(kiln(&store, &["gc"])).contains("removed 0 blobs"));
+    assert!(!store.exists(), "reading commands must not create the store");
 }

@@ -3,10 +3,20 @@
 use anyhow::{Context as _, Result};
 
 use crate::cli::{GcArgs, GlobalArgs};
-use crate::commands::image::open_store;
+use crate::commands::image::{open_store, store_dir};
 use crate::output;
 
 pub fn run(global: &GlobalArgs, args: &GcArgs) -> Result<()> {
+    if !store_dir(global)?.exists() {
+        // Nothing was ever stored: nothing to collect, and nothing to create.
+        return output::stdout(|out| {
+            if args.json {
+                writeln!(out, "{{\"removed\": [], \"freed\": 0, \"kept\": 0}}")
+            } else {
+                writeln!(out, "removed 0 blobs, freed 0 bytes, kept 0 blobs")
+            }
+        });
+    }
     let store = open_store(global)?;
     let report = store
         .gc()

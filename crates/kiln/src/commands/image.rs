@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use kiln_oci::ImageStore;
 use kiln_oci::compress::Compression;
 use kiln_oci::export::{ExportFormat, export};
@@ -29,11 +29,7 @@ pub fn store_dir(global: &GlobalArgs) -> Result<PathBuf> {
         return Ok(repo.join(".kiln").join("store"));
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let root = kiln_tree::find_root(&cwd)?;
-    let is_repo = root.join("kiln.toml").is_file()
-        || root.join("taskcluster/config.yml").is_file()
-        || root.join("images").is_dir();
-    if is_repo {
+    if let Some(root) = kiln_tree::find_repo_root(&cwd)? {
         return Ok(root.join(".kiln").join("store"));
     }
     if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
@@ -53,7 +49,40 @@ pub fn open_store(global: &GlobalArgs) -> Result<ImageStore> {
 }
 
 pub fn run(global: &GlobalArgs, command: &ImageCommand) -> Result<()> {
-    let store = open_store(global)?;
+    let dir = store_dir(global)?;
+    // Reading a store that does not exist yet answers from the empty store and creates nothing.
+    if !dir.exists() {
+        let empty = |names: String| {
+            anyhow!(
+                "no image named {names} in the store {} (it is empty)",
+                dir.display()
+            )
+        };
+        match command {
+            ImageCommand::Import(_) => {}
+            ImageCommand::Ls(args) => {
+                return output::stdout(|out| {
+                    if args.json {
+                        writeln!(out, "[]")
+                    } else {
+                        writeln!(out, "NAME\tDIGEST\tSIZE")
+                    }
+                });
+            }
+            ImageCommand::Inspect(args) => return Err(empty(format!("`{}`", args.name))),
+            ImageCommand::Export(args) => {
+                // A wrong output format is the first thing to report, as with a populated store.
+                ExportFormat::for_path(&args.output)?;
+                return Err(empty(format!("`{}`", args.name)));
+            }
+            ImageCommand::Rm(args) => {
+                let names: Vec<String> = args.names.iter().map(|n| format!("`{n}`")).collect();
+                return Err(empty(names.join(", ")));
+            }
+        }
+    }
+    let store =
+        ImageStore::open(&dir).with_context(|| format!("cannot open the image store {}", dir.display()))?;
     match command {
         ImageCommand::Import(args) => run_import(&store, args),
         ImageCommand::Ls(args) => run_ls(&store, args),
