@@ -19,7 +19,7 @@ use crate::image::{
 use crate::image_store::{ImageStore, read_capped, write_atomic};
 use crate::manifest::Descriptor;
 use crate::media_types as mt;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, VerifyingReader};
 
 /// An export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,12 +204,7 @@ fn open_layer<'a>(
             format!("layer {} is a foreign layer, not in the store", layer.digest),
         ));
     }
-    let blob = blobs
-        .open_verified(&layer.digest)?
-        .ok_or_else(|| ImageError::MissingBlob {
-            digest: layer.digest.clone(),
-            referenced_by: "the exported image".to_owned(),
-        })?;
+    let blob = open_exported_blob(blobs, &layer.digest)?;
     let reader = decompress_as(compression, io::BufReader::with_capacity(1 << 20, blob))?;
     Ok(HashingReader::new(reader))
 }
@@ -339,13 +334,7 @@ fn write_oci_archive<'w>(
         tar.append_data(&mut dir_header(), format!("blobs/{alg}/"), io::empty())?;
     }
     for (digest, size) in blobs {
-        let reader = store
-            .blobs()
-            .open_verified(digest)?
-            .ok_or_else(|| ImageError::MissingBlob {
-                digest: digest.clone(),
-                referenced_by: "the exported image".to_owned(),
-            })?;
+        let reader = open_exported_blob(store.blobs(), digest)?;
         let mut header = file_header(*size, 0o644);
         let name = format!("blobs/{}/{}", digest.algorithm().name(), digest.hex());
         tar.append_data(&mut header, &name, reader.take(*size))?;
@@ -381,13 +370,7 @@ fn write_oci_dir(
         if target.size(digest)? == Some(*size) {
             continue;
         }
-        let mut reader = store
-            .blobs()
-            .open_verified(digest)?
-            .ok_or_else(|| ImageError::MissingBlob {
-                digest: digest.clone(),
-                referenced_by: "the exported image".to_owned(),
-            })?;
+        let mut reader = open_exported_blob(store.blobs(), digest)?;
         let mut writer = target.writer(digest.algorithm())?;
         io::copy(&mut reader, &mut writer).map_err(|e| reader.into_error(e))?;
         writer.commit(Some(digest))?;
@@ -405,6 +388,19 @@ fn write_oci_dir(
         &export_index(name, descriptor, existing)?,
     )?;
     Ok(())
+}
+
+/// Opens a blob of the image being exported, verified as it is read; a blob the store lacks is an error.
+fn open_exported_blob(
+    blobs: &BlobStore,
+    digest: &Digest,
+) -> Result<VerifyingReader<fs_err::File>, ImageError> {
+    blobs
+        .open_verified(digest)?
+        .ok_or_else(|| ImageError::MissingBlob {
+            digest: digest.clone(),
+            referenced_by: "the exported image".to_owned(),
+        })
 }
 
 #[cfg(test)]
