@@ -1,0 +1,68 @@
+#![doc = include_str!("../README.md")]
+#![allow(clippy::print_stderr)] // skip reasons go to the test's stderr on purpose
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether peers are required: CI sets `KILN_REQUIRE_PEERS=1` so a missing tool fails the test.
+fn peers_required() -> bool {
+    std::env::var("KILN_REQUIRE_PEERS").as_deref() == Ok("1")
+}
+
+/// Skip (false, with a printed reason) or, in CI, panic: the one policy for missing prerequisites.
+fn missing(what: &str) -> bool {
+    if peers_required() {
+        panic!("{what} is required (KILN_REQUIRE_PEERS=1) but missing");
+    }
+    eprintln!("skipping: {what} is missing (set KILN_REQUIRE_PEERS=1 to fail instead)");
+    false
+}
+
+/// Whether `tool` is on PATH.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    found || missing(&format!("the `{tool}` tool"))
+}
+
+/// Whether the test runs as root (mounts, runc).
+pub fn require_root() -> bool {
+    let uid = fs_err::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned));
+    uid.as_deref() == Some("0") || missing("root")
+}
+
+/// Assemble the busybox-static root filesystem under `dir/rootfs` and return its path, or `None`
+/// (after the skip/panic policy) when `/bin/busybox` is not installed.
+pub fn busybox_root(dir: &Path) -> Option<PathBuf> {
+    if !Path::new("/bin/busybox").is_file() {
+        missing("busybox-static's /bin/busybox");
+        return None;
+    }
+    let root = dir.join("rootfs");
+    for sub in ["bin", "etc", "tmp", "root", "proc", "sys", "dev"] {
+        fs_err::create_dir_all(root.join(sub)).expect("create rootfs folder");
+    }
+    fs_err::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet symlink");
+    }
+    fs_err::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .expect("write passwd");
+    fs_err::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("write group");
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
+    Some(root)
+}
