@@ -1,0 +1,75 @@
+use std::path::PathBuf;
+
+/// Why a process could not be run. The process's own non-zero exit is not an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The spec cannot be run as given (bad id, relative path, empty argv…).
+    #[error("invalid run spec for container `{id}`: {reason}")]
+    InvalidSpec {
+        /// The container id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The runtime binary does not exist.
+    #[error("runtime binary `{}` not found (install runc or give the runtime's path)", binary.display())]
+    RuntimeNotFound {
+        /// The binary as configured.
+        binary: PathBuf,
+    },
+    /// The runtime binary could not be started.
+    #[error("cannot start runtime binary `{}`: {source}", binary.display())]
+    Spawn {
+        /// The binary as configured.
+        binary: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The runtime could not create or start the container (bad config, missing executable…).
+    #[error("runtime could not start container `{id}`: {message}")]
+    Start {
+        /// The container id.
+        id: String,
+        /// The runtime's own error text.
+        message: String,
+    },
+    /// The runtime process itself was killed by a signal (not the container's process).
+    #[error("runtime process for container `{id}` was killed by signal {signal}")]
+    RuntimeKilled {
+        /// The container id.
+        id: String,
+        /// The signal number.
+        signal: i32,
+    },
+    /// The run was cancelled by `kill_all` (for example on Ctrl-C).
+    #[error("container `{id}` was cancelled")]
+    Cancelled {
+        /// The container id.
+        id: String,
+    },
+    /// A filesystem operation on the bundle, state root or root filesystem failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: impl Into<std::io::Error>) -> Self {
+        RuntimeError::Io {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn invalid(id: &str, reason: impl Into<String>) -> Self {
+        RuntimeError::InvalidSpec {
+            id: id.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
