@@ -134,6 +134,7 @@ impl ContainerGuard<'_> {
 
     fn delete(&self) {
         if self.deleted.swap(true, Ordering::SeqCst) {
+            self.unregister();
             return;
         }
         let out = self
@@ -152,6 +153,10 @@ impl ContainerGuard<'_> {
             Ok(_) => {}
             Err(e) => tracing::warn!(id = self.id, "delete --force failed: {e}"),
         }
+        self.unregister();
+    }
+
+    fn unregister(&self) {
         if let Ok(mut running) = self.runtime.running.lock() {
             running.retain(|r| r != self.id);
         }
@@ -279,7 +284,11 @@ impl Runtime for RuncRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| self.spawn_error(e))?;
+            .map_err(|e| {
+                // No runtime process, no container: nothing to delete.
+                guard.deleted.store(true, Ordering::SeqCst);
+                self.spawn_error(e)
+            })?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
 

@@ -658,3 +658,30 @@ fn default_capabilities_are_docker_s_and_insecure_gets_the_host_s() {
     assert_eq!(cap_eff(&out.stdout_text()), host_bnd);
     fx.assert_clean();
 }
+
+#[test]
+fn crun_has_the_same_command_line_and_its_refusal_is_reported() {
+    let Some(fx) = fixture() else { return };
+    if !require_tool("crun") {
+        return;
+    }
+    let runtime =
+        RuncRuntime::new("crun", fx.dir.path().join("state")).with_bundle_dir(fx.dir.path().join("bundles"));
+    let before = listing(&fx.root);
+    let spec = fx.spec("crun", "echo from crun");
+    let mut out = CollectedOutput::default();
+    match runtime.run(&spec, &mut out) {
+        // Hosts with a pure cgroup v1 or v2 hierarchy.
+        Ok(outcome) => {
+            assert!(outcome.success());
+            assert_eq!(out.stdout_text(), "from crun\n");
+        }
+        // cgroup-v1 hybrid hosts such as kiln's machines: crun's own message comes through.
+        Err(RuntimeError::Start { message, .. }) => {
+            assert!(message.contains("cgroup"), "{message}");
+        }
+        Err(e) => panic!("{e:?}"),
+    }
+    assert_eq!(listing(&fx.root), before);
+    fx.assert_clean();
+}
