@@ -1,7 +1,8 @@
 //! An overlayfs mount of unpacked layers, made with the new mount API (`fsopen`/`fsconfig`/
-//! `fsmount`/`move_mount`): each lower directory is added with its own `lowerdir+` call (kernel
-//! ≥ 6.8), so the page-sized limit of a classic mount option string never applies, however many and
-//! however long the lower paths are.
+//! `fsmount`/`move_mount`): each lower directory is added with its own `lowerdir+` call, as an
+//! open directory fd (kernel ≥ 6.13; older kernels from 6.8 get the path as a string, at most 256
+//! bytes), so the page-sized limit of a classic mount option string never applies, however many
+//! and however long the lower paths are.
 //!
 //! Options: `redirect_dir=off,metacopy=off,index=off,xino=off`, no `userxattr` (kiln runs as real
 //! root and overlay metadata lives in `trusted.overlay.*`). So a renamed directory in the upper is
@@ -60,6 +61,21 @@ fn context_log(fs: &OwnedFd) -> String {
     messages.join("; ")
 }
 
+/// Gives the directory `path` for `key`: as an open fd (kernel ≥ 6.13 takes layers as fds, with
+/// no length limit), else as a string (`fsconfig` strings are limited to 256 bytes).
+fn set_dir(fs: &OwnedFd, key: &str, path: &Path) -> Result<(), rustix::io::Errno> {
+    let dir = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    match rustix::mount::fsconfig_set_fd(fs, key, &dir) {
+        Err(rustix::io::Errno::INVAL) => rustix::mount::fsconfig_set_string(fs, key, path.as_os_str()),
+        other => other,
+    }
+}
+
 impl OverlayMount {
     /// Mounts an overlay of `lowers` (top-most first) under the writable `upper` with the work
     /// directory `work` (same filesystem as `upper`, empty) on the existing directory `merged`.
@@ -94,13 +110,10 @@ impl OverlayMount {
         };
         let scratch: Vec<PathBuf> = empty_lower.iter().map(|d| d.path().to_path_buf()).collect();
         for lower in if lowers.is_empty() { &scratch[..] } else { lowers } {
-            rustix::mount::fsconfig_set_string(&fs, "lowerdir+", lower.as_os_str())
-                .map_err(with_log(format!("lowerdir+ {}", lower.display())))?;
+            set_dir(&fs, "lowerdir+", lower).map_err(with_log(format!("lowerdir+ {}", lower.display())))?;
         }
-        rustix::mount::fsconfig_set_string(&fs, "upperdir", upper.as_os_str())
-            .map_err(with_log(format!("upperdir {}", upper.display())))?;
-        rustix::mount::fsconfig_set_string(&fs, "workdir", work.as_os_str())
-            .map_err(with_log(format!("workdir {}", work.display())))?;
+        set_dir(&fs, "upperdir", upper).map_err(with_log(format!("upperdir {}", upper.display())))?;
+        set_dir(&fs, "workdir", work).map_err(with_log(format!("workdir {}", work.display())))?;
         for (key, value) in OPTIONS {
             rustix::mount::fsconfig_set_string(&fs, key, value)
                 .map_err(with_log(format!("{key}={value}")))?;
