@@ -200,21 +200,27 @@ impl Write for LayerWriter {
     }
 }
 
-/// Counts and hashes what it reads.
+/// Counts and hashes (sha256) what it reads: a layer's diff ID while it is unpacked.
 #[derive(Debug)]
-pub(crate) struct HashingReader<R> {
+pub struct HashingReader<R> {
     pub(crate) inner: R,
     pub(crate) hasher: Hasher,
     pub(crate) len: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> HashingReader<R> {
         HashingReader {
             inner,
             hasher: Algorithm::Sha256.hasher(),
             len: 0,
         }
+    }
+
+    /// The digest and length of everything read so far.
+    pub fn finish(self) -> (Digest, u64) {
+        (self.hasher.finish(), self.len)
     }
 }
 

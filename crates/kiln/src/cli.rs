@@ -80,6 +80,9 @@ pub enum Command {
     Image(ImageCommand),
     /// Remove the content store's blobs that no image references.
     Gc(GcArgs),
+    /// Build in-tree images that the plan marks `build` (parents first), or one Dockerfile with
+    /// --dockerfile; write `image.tar.zst` artifacts and record built images in the index.
+    Build(BuildArgs),
 }
 
 /// `kiln image …`: a command shape other tools script against (docs/cli.md).
@@ -310,4 +313,77 @@ pub struct IndexLsArgs {
 
 pub fn parse() -> Cli {
     Cli::parse()
+}
+
+/// `kiln build`: a command shape other tools script against (docs/cli.md).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// In-tree images to build; their parents are built first when the plan says so.
+    #[arg(value_name = "IMAGE", conflicts_with = "dockerfile")]
+    pub names: Vec<String>,
+
+    /// Build every image of the repository that the plan marks `build`.
+    #[arg(long, conflicts_with = "dockerfile")]
+    pub all: bool,
+
+    /// Build this Dockerfile outside any image tree (with --context and -t).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub dockerfile: Option<PathBuf>,
+
+    /// The build context for --dockerfile [default: the Dockerfile's folder].
+    #[arg(long, value_name = "DIR", requires = "dockerfile")]
+    pub context: Option<PathBuf>,
+
+    /// Name to give the image built from --dockerfile in the store (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME", requires = "dockerfile")]
+    pub tags: Vec<String>,
+
+    /// Build argument (repeatable); for in-tree images these add to the image's own args.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+
+    /// The stage to build (default: the last).
+    #[arg(long, value_name = "STAGE", requires = "dockerfile")]
+    pub target: Option<String>,
+
+    /// A secret for `RUN --mount=type=secret` (repeatable).
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
+
+    /// Run every step even if the instruction cache has its result.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Build in-tree images even when the index already has them.
+    #[arg(long, conflicts_with = "dockerfile")]
+    pub force: bool,
+
+    /// Compression of new layers: zstd (fast; podman, skopeo, containerd pull it) or gzip (what Docker
+    /// 20.10 and older can pull).
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub layer_compression: LayerCompressionArg,
+
+    /// File timestamps in new layers are clamped to this time, also the images' `created` (seconds since
+    /// the epoch). 0 keeps builds of the same inputs identical whatever the clock says.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0, value_name = "SECONDS")]
+    pub source_date_epoch: i64,
+
+    /// The OCI runtime for RUN steps (runc's command-line interface: runc, crun, youki).
+    #[arg(long, env = "KILN_RUNTIME", default_value = "runc", value_name = "PATH")]
+    pub runtime: PathBuf,
+
+    /// Where in-tree builds write `<image>/image.tar.zst` [default: <state-dir>/artifacts].
+    #[arg(long, value_name = "DIR", conflicts_with = "dockerfile")]
+    pub artifacts: Option<PathBuf>,
+
+    /// Also write the image built from --dockerfile to this file (.tar, .tar.zst, .oci.tar) or folder.
+    #[arg(short, long, value_name = "PATH", requires = "dockerfile")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Print the summary as JSON (one object per image).
+    #[arg(long)]
+    pub json: bool,
 }

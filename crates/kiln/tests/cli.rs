@@ -627,11 +627,11 @@ fn bundled_example_plans_with_kiln_toml_overrides() {
         .unwrap()
         .clone();
     let names: Vec<&str> = plan.iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["base", "python", "api", "worker", "worker-arm64"]);
+    assert_eq!(names, ["base", "runtime", "api", "worker", "worker-arm64"]);
     let worker = by_name(&plan, "worker");
     let arm = by_name(&plan, "worker-arm64");
     assert_eq!(arm["definition"], "worker");
-    assert_eq!(arm["parent"], "python");
+    assert_eq!(arm["parent"], "runtime");
     assert_ne!(
         worker["context_hash"], arm["context_hash"],
         "the %ARG picks a different include"

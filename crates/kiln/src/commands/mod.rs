@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod build;
 mod context;
 mod digest;
 mod dockerfile;
@@ -24,6 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(&args),
         Command::Image(command) => image::run(global, &command),
         Command::Gc(args) => gc::run(global, &args),
+        Command::Build(args) => build::run(global, &args),
         Command::Images(args) => images::run(&repo()?, &args),
         Command::Plan(args) => plan::run(&repo()?, &args),
         Command::Context(args) => context::run(&repo()?, &args),

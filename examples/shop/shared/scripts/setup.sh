@@ -1,3 +1,5 @@
 #!/bin/sh
 set -e
-echo "base setup"
+mkdir -p /etc/shop
+echo "shop base 1" > /etc/shop/release
+adduser -D -H -u 1000 -s /bin/sh shop

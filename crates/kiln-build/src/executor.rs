@@ -1,0 +1,766 @@
+//! Executes an evaluated Dockerfile: bases resolved from the store, stages in order, each step either
+//! taken from the instruction cache or carried out on an overlay snapshot, and the target stage written
+//! to the store as a config and an OCI manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kiln_dockerfile::{Base, BuildDescription, EvalOptions, Source, Stage, Step, StepArgs};
+use kiln_oci::compress::Compression;
+use kiln_oci::manifest::Descriptor;
+use kiln_oci::{Digest, ImageStore};
+use kiln_rootfs::root::Root;
+use kiln_runtime::{OutputSink, Runtime, Stream};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{CachedStep, LayerRecord, StepCache, StepKey};
+use crate::config::{BaseConfig, HistoryEntry, image_config_json, read_base_config};
+use crate::context::{BuildContext, Content, EntryKind};
+use crate::copy::{CopyParams, Sources};
+use crate::error::{BuildError, StepAt};
+use crate::layers::LayerDirs;
+use crate::snapshot::Snapshot;
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// The in-tree parent image (a store name) for `FROM $DOCKER_IMAGE_PARENT`.
+    pub parent_image: Option<String>,
+    /// Store names for references as written in FROM (an in-tree parent named by its image name).
+    pub aliases: BTreeMap<String, String>,
+    /// Timestamps are clamped to this (seconds since the epoch); also the config's `created`.
+    pub source_date_epoch: i64,
+    /// Compression of new layers.
+    pub compression: Compression,
+    /// Run every step even when the cache has it.
+    pub no_cache: bool,
+    /// The Dockerfile's label in messages.
+    pub file_label: String,
+    /// `--secret id=…,src=…`.
+    pub secrets: BTreeMap<String, PathBuf>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            build_args: BTreeMap::new(),
+            target: None,
+            parent_image: None,
+            aliases: BTreeMap::new(),
+            source_date_epoch: 0,
+            compression: Compression::Zstd,
+            no_cache: false,
+            file_label: "Dockerfile".to_owned(),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+/// What happened to a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Taken from the cache.
+    Cached,
+    /// About to run.
+    Running,
+    /// Ran.
+    Done,
+    /// Only changed the image config.
+    Metadata,
+}
+
+/// Receives progress and RUN output.
+pub trait Events: Sync {
+    /// A step changed state.
+    fn step(&self, stage: usize, at: &StepAt, status: StepStatus);
+    /// Output of a RUN step.
+    fn output(&self, stream: Stream, bytes: &[u8]);
+}
+
+/// Events that go nowhere.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Events for Quiet {
+    fn step(&self, _: usize, _: &StepAt, _: StepStatus) {}
+    fn output(&self, _: Stream, _: &[u8]) {}
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    /// The manifest written to the store (no ref is set: the caller names it).
+    pub manifest: Descriptor,
+    /// Number of layers of the image.
+    pub layers: usize,
+    /// Sum of the compressed layer sizes.
+    pub size: u64,
+    /// Filesystem steps executed / taken from the cache.
+    pub executed: usize,
+    /// Steps taken from the cache.
+    pub cached: usize,
+}
+
+/// A base image as the builder uses it.
+#[derive(Debug, Clone)]
+struct BaseImage {
+    manifest_digest: Digest,
+    layers: Vec<LayerRecord>,
+    config: BaseConfig,
+}
+
+/// A stage's state while its steps run.
+#[derive(Debug, Clone)]
+struct StageState {
+    layers: Vec<LayerRecord>,
+    base: BaseConfig,
+    history: Vec<HistoryEntry>,
+    key: StepKey,
+    user: Option<String>,
+    workdir: Option<String>,
+}
+
+/// The builder: a store, its state folder and a runtime.
+pub struct Builder<'a> {
+    store: &'a ImageStore,
+    state: PathBuf,
+    runtime: &'a dyn Runtime,
+    events: &'a dyn Events,
+}
+
+impl std::fmt::Debug for Builder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder").field("state", &self.state).finish()
+    }
+}
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+struct Run<'b> {
+    builder: &'b Builder<'b>,
+    context: &'b BuildContext,
+    options: &'b BuildOptions,
+    description: BuildDescription,
+    bases: BTreeMap<String, BaseImage>,
+    done: BTreeMap<usize, StageState>,
+    cache: StepCache,
+    layer_dirs: LayerDirs,
+    stat_cache: kiln_tree::StatCache,
+    executed: usize,
+    cached: usize,
+    scratch: tempfile::TempDir,
+    context_dir: std::cell::OnceCell<PathBuf>,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder on `store`, keeping its state (unpacked layers, cache records, cache mounts) in
+    /// `<store>/kiln-build`.
+    pub fn new(store: &'a ImageStore, runtime: &'a dyn Runtime, events: &'a dyn Events) -> Builder<'a> {
+        Builder { store, state: store.root().join("kiln-build"), runtime, events }
+    }
+
+    /// Builds `dockerfile` (its text) with `context`; returns the manifest stored.
+    pub fn build(&self, dockerfile: &str, context: &BuildContext, options: &BuildOptions) -> Result<BuildOutput, BuildError> {
+        let mut eval = EvalOptions {
+            build_args: options.build_args.clone(),
+            target: options.target.clone(),
+            parent_image: options.parent_image.clone(),
+            file_name: Some(options.file_label.clone()),
+            ..EvalOptions::default()
+        };
+        // The first pass finds the base images; the second sees their configs (ENV, ONBUILD, USER…).
+        let first = kiln_dockerfile::evaluate(dockerfile, &eval)?;
+        let mut bases = BTreeMap::new();
+        for (reference, at) in base_references(&first, &options.file_label) {
+            let base = self.load_base(&reference, options.aliases.get(&reference), &at)?;
+            eval.base_images.insert(reference.clone(), base.config.dockerfile.clone());
+            bases.insert(reference, base);
+        }
+        let description = kiln_dockerfile::evaluate(dockerfile, &eval)?;
+        fs_err::create_dir_all(&self.state).map_err(|e| BuildError::io(&self.state, e))?;
+        let scratch_root = self.state.join("tmp");
+        fs_err::create_dir_all(&scratch_root).map_err(|e| BuildError::io(&scratch_root, e))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(&scratch_root)
+            .map_err(|e| BuildError::io(&scratch_root, e))?;
+        let mut run = Run {
+            builder: self,
+            context,
+            options,
+            description,
+            bases,
+            done: BTreeMap::new(),
+            cache: StepCache::new(self.state.join("cache")),
+            layer_dirs: LayerDirs::new(self.state.join("layers")),
+            stat_cache: kiln_tree::StatCache::load(&self.state.join("stat-cache")),
+            executed: 0,
+            cached: 0,
+            scratch,
+            context_dir: std::cell::OnceCell::new(),
+        };
+        let result = run.all_stages();
+        let _ = run.stat_cache.save();
+        result
+    }
+
+    fn load_base(&self, reference: &str, alias: Option<&String>, at: &StepAt) -> Result<BaseImage, BuildError> {
+        let missing = || BuildError::MissingBase { at: at.clone(), reference: reference.to_owned() };
+        let name = match alias {
+            Some(name) => name.clone(),
+            None => kiln_oci::image::normalize_name(reference).map_err(|_| missing())?,
+        };
+        let image_ref = self.store.get(&name)?.ok_or_else(missing)?;
+        let image = self.store.resolve(&image_ref.descriptor)?;
+        let raw: Value = serde_json::from_slice(&image.config)
+            .map_err(|e| BuildError::step(at, format!("the config of `{reference}` is not JSON: {e}")))?;
+        let diff_ids: Vec<Digest> = raw["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|d| d.as_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        if diff_ids.len() != image.manifest.layers.len() {
+            return Err(BuildError::step(
+                at,
+                format!(
+                    "`{reference}` has {} layers but its config lists {} diff IDs",
+                    image.manifest.layers.len(),
+                    diff_ids.len()
+                ),
+            ));
+        }
+        let layers = image
+            .manifest
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(blob, diff_id)| LayerRecord { blob: blob.clone(), diff_id })
+            .collect();
+        Ok(BaseImage { manifest_digest: image.manifest_descriptor.digest, layers, config: read_base_config(&raw) })
+    }
+}
+
+fn step_at(file: &str, step: &Step) -> StepAt {
+    let mut instruction: String = step.source.chars().take(120).collect();
+    if instruction.len() < step.source.len() {
+        instruction.push('…');
+    }
+    StepAt { file: file.to_owned(), line: step.location.start_line, instruction }
+}
+
+fn stage_at(file: &str, stage: &Stage) -> StepAt {
+    StepAt { file: file.to_owned(), line: stage.location.start_line, instruction: format!("FROM (stage {})", stage.index) }
+}
+
+/// Every image reference a build reads: stage bases, `COPY --from` and `--mount from=` images.
+fn base_references(description: &BuildDescription, file: &str) -> Vec<(String, StepAt)> {
+    let mut out: Vec<(String, StepAt)> = Vec::new();
+    let mut add = |reference: &str, at: StepAt| {
+        if !out.iter().any(|(r, _)| r == reference) {
+            out.push((reference.to_owned(), at));
+        }
+    };
+    for stage in &description.stages {
+        match &stage.base {
+            Base::Image { reference } | Base::Parent { reference } => add(reference, stage_at(file, stage)),
+            Base::Scratch | Base::Stage { .. } => {}
+        }
+        for step in &stage.instructions {
+            let sources: Vec<&Source> = match &step.args {
+                StepArgs::Copy { from: Some(source), .. } => vec![source],
+                StepArgs::Run { mount_sources, .. } => mount_sources.iter().collect(),
+                _ => Vec::new(),
+            };
+            for source in sources {
+                if let Source::Image { reference } = source {
+                    add(reference, step_at(file, step));
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Sink<'e>(&'e dyn Events);
+
+impl OutputSink for Sink<'_> {
+    fn write(&mut self, stream: Stream, bytes: &[u8]) {
+        self.0.output(stream, bytes);
+    }
+}
+
+impl Run<'_> {
+    fn file(&self) -> &str {
+        &self.options.file_label
+    }
+
+    fn all_stages(&mut self) -> Result<BuildOutput, BuildError> {
+        let stages = self.description.stages.clone();
+        for stage in &stages {
+            let state = self.stage(stage)?;
+            self.done.insert(stage.index, state);
+        }
+        let target = self.description.target.index;
+        let state = self.done.get(&target).cloned().ok_or_else(|| {
+            BuildError::io(Path::new(self.file()), format!("target stage {target} was not built"))
+        })?;
+        let stage_config =
+            stages.iter().find(|s| s.index == target).map(|s| s.config.clone()).unwrap_or_default();
+        let (os, arch) = kiln_oci::host_platform();
+        let mut platform = Map::new();
+        platform.insert("architecture".into(), Value::from(arch));
+        platform.insert("os".into(), Value::from(os));
+        let diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let config = image_config_json(
+            &state.base,
+            &platform,
+            &stage_config,
+            &state.history,
+            &diff_ids,
+            self.options.source_date_epoch,
+        );
+        let layers: Vec<kiln_oci::compress::StoredLayer> = state
+            .layers
+            .iter()
+            .map(|l| kiln_oci::compress::StoredLayer {
+                descriptor: l.blob.clone(),
+                diff_id: l.diff_id.clone(),
+                uncompressed_size: 0,
+            })
+            .collect();
+        let manifest = kiln_oci::import::store_image(self.builder.store, &config, &layers)?;
+        Ok(BuildOutput {
+            manifest,
+            layers: state.layers.len(),
+            size: state.layers.iter().map(|l| l.blob.size).sum(),
+            executed: self.executed,
+            cached: self.cached,
+        })
+    }
+
+    fn stage(&mut self, stage: &Stage) -> Result<StageState, BuildError> {
+        let mut state = match &stage.base {
+            Base::Scratch => StageState {
+                layers: Vec::new(),
+                base: BaseConfig::default(),
+                history: Vec::new(),
+                key: StepKey::base("scratch"),
+                user: None,
+                workdir: None,
+            },
+            Base::Image { reference } | Base::Parent { reference } => {
+                let base = self.bases.get(reference).cloned().ok_or_else(|| BuildError::MissingBase {
+                    at: stage_at(self.file(), stage),
+                    reference: reference.clone(),
+                })?;
+                StageState {
+                    layers: base.layers.clone(),
+                    key: StepKey::base(&base.manifest_digest.to_string()),
+                    user: base.config.dockerfile.user.clone(),
+                    workdir: base.config.dockerfile.workdir.clone(),
+                    base: base.config,
+                    history: Vec::new(),
+                }
+            }
+            Base::Stage { index, .. } => {
+                let mut state = self.done.get(index).cloned().ok_or_else(|| {
+                    BuildError::step(&stage_at(self.file(), stage), format!("stage {index} was not built first"))
+                })?;
+                // The new stage's history continues the earlier stage's.
+                let mut history = std::mem::take(&mut state.history);
+                let base_history: Vec<Value> = history
+                    .drain(..)
+                    .map(|h| {
+                        let mut m = Map::new();
+                        m.insert("created_by".into(), Value::from(h.created_by));
+                        if h.empty_layer {
+                            m.insert("empty_layer".into(), Value::from(true));
+                        }
+                        Value::Object(m)
+                    })
+                    .collect();
+                state.base.history.extend(base_history);
+                state
+            }
+        };
+        for step in &stage.instructions {
+            self.step(stage.index, step, &mut state)?;
+        }
+        Ok(state)
+    }
+
+    fn step(&mut self, stage: usize, step: &Step, state: &mut StageState) -> Result<(), BuildError> {
+        let at = step_at(self.file(), step);
+        let created_by = step.source.clone();
+        let mut description = serde_json::json!({
+            "keyword": step.keyword,
+            "args": step.args,
+            "user": state.user,
+            "workdir": state.workdir,
+        });
+        match (&step.args, step.keyword.as_str()) {
+            (StepArgs::Value { value }, "USER") => {
+                state.user = Some(value.clone());
+            }
+            (StepArgs::Value { value }, "WORKDIR") => {
+                state.workdir = Some(value.clone());
+                let path = value.clone();
+                return self.fs_step(stage, &at, state, description, created_by, |run, root, _| {
+                    let ids = run.ids(root, None, &at)?;
+                    root.mkdir_all(Path::new(path.trim_start_matches('/')), 0o755, ids.0, ids.1)
+                        .map_err(|e| BuildError::step(&at, e.to_string()))
+                });
+            }
+            (StepArgs::Copy { .. }, _) | (StepArgs::Run { .. }, _) => {
+                description["inputs"] = Value::from(self.inputs_digest(step, &at)?);
+                let step = step.clone();
+                let user = state.user.clone();
+                let workdir = state.workdir.clone();
+                let at2 = at.clone();
+                return self.fs_step(stage, &at, state, description, created_by, move |run, root, merged| {
+                    run.execute(&step, &at2, root, merged, user.as_deref(), workdir.as_deref())
+                });
+            }
+            _ => {}
+        }
+        if step.keyword != "ARG" {
+            state.history.push(HistoryEntry { created_by, empty_layer: true });
+        }
+        state.key = state.key.then(description.to_string().as_bytes());
+        self.builder.events.step(stage, &at, StepStatus::Metadata);
+        Ok(())
+    }
+
+    fn fs_step(
+        &mut self,
+        stage: usize,
+        at: &StepAt,
+        state: &mut StageState,
+        description: Value,
+        created_by: String,
+        action: impl FnOnce(&mut Self, &Root, &Path) -> Result<(), BuildError>,
+    ) -> Result<(), BuildError> {
+        let key = state.key.then(description.to_string().as_bytes());
+        let blobs = self.builder.store.blobs();
+        let cached = if self.options.no_cache { None } else { self.cache.get(&key, blobs) };
+        let layer = match cached {
+            Some(step) => {
+                self.cached += 1;
+                self.builder.events.step(stage, at, StepStatus::Cached);
+                step.layer
+            }
+            None => {
+                self.builder.events.step(stage, at, StepStatus::Running);
+                let lowers = self.lowers(&state.layers)?;
+                let snapshot = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
+                let root = Root::open(snapshot.merged()).map_err(|e| BuildError::io(snapshot.merged(), e))?;
+                let merged = snapshot.merged().to_owned();
+                action(self, &root, &merged)?;
+                drop(root);
+                let layer = snapshot.commit(blobs, self.options.compression, self.options.source_date_epoch, &self.layer_dirs)?;
+                self.cache.put(&key, &CachedStep { layer: layer.clone() })?;
+                self.executed += 1;
+                self.builder.events.step(stage, at, StepStatus::Done);
+                layer
+            }
+        };
+        state.history.push(HistoryEntry { created_by, empty_layer: layer.is_none() });
+        if let Some(layer) = layer {
+            state.layers.push(layer);
+        }
+        state.key = key;
+        Ok(())
+    }
+
+    /// The unpacked folders of `layers`, top-most first.
+    fn lowers(&self, layers: &[LayerRecord]) -> Result<Vec<PathBuf>, BuildError> {
+        let blobs = self.builder.store.blobs();
+        let mut out = layers.iter().map(|l| self.layer_dirs.ensure(blobs, l)).collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// uid, gid and supplementary groups of `user` in the image at `root` (root when `None`).
+    fn ids(&self, root: &Root, user: Option<&str>, at: &StepAt) -> Result<(u32, u32, Vec<u32>), BuildError> {
+        let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok((0, 0, Vec::new())) };
+        let (name, group) = match user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (user, None),
+        };
+        let ids = kiln_rootfs::users::lookup_user(root, name, group).map_err(|e| BuildError::step(at, e.to_string()))?;
+        Ok((ids.uid, ids.gid, ids.additional_gids))
+    }
+
+    /// A digest of what a COPY or RUN reads besides its instruction: context files, other stages.
+    fn inputs_digest(&mut self, step: &Step, at: &StepAt) -> Result<String, BuildError> {
+        let mut h = Sha256::new();
+        match &step.args {
+            StepArgs::Copy { sources, from, .. } => match from {
+                None => {
+                    for source in sources {
+                        let names = self.context.select(source).map_err(|m| BuildError::step(at, m))?;
+                        for name in names {
+                            self.hash_context(&name, &mut h)?;
+                        }
+                    }
+                }
+                Some(source) => h.update(self.source_key(source, at)?.as_bytes()),
+            },
+            StepArgs::Run { mounts, mount_sources, .. } => {
+                let mut from = mount_sources.iter();
+                for mount in mounts {
+                    if mount.from.is_some() {
+                        if let Some(source) = from.next() {
+                            h.update(self.source_key(source, at)?.as_bytes());
+                        }
+                    } else if mount.kind == kiln_dockerfile::MountType::Bind {
+                        let name = crate::context::clean(mount.source.as_deref().unwrap_or(""));
+                        self.hash_context(&name, &mut h)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn source_key(&self, source: &Source, at: &StepAt) -> Result<String, BuildError> {
+        match source {
+            Source::Stage { index, .. } => self
+                .done
+                .get(index)
+                .map(|s| s.key.hex())
+                .ok_or_else(|| BuildError::step(at, format!("stage {index} was not built first"))),
+            Source::Image { reference } => self
+                .bases
+                .get(reference)
+                .map(|b| b.manifest_digest.to_string())
+                .ok_or_else(|| BuildError::MissingBase { at: at.clone(), reference: reference.clone() }),
+        }
+    }
+
+    /// Hashes the entry `name` of the context and everything below it: names, kinds, modes, clamped
+    /// mtimes and content digests (from the stat cache when a file is unchanged).
+    fn hash_context(&mut self, name: &str, h: &mut Sha256) -> Result<(), BuildError> {
+        let epoch = self.options.source_date_epoch;
+        let context = self.context;
+        let entries = context.get(name).into_iter().chain(context.below(name));
+        for entry in entries {
+            h.update(entry.name.as_bytes());
+            h.update([0]);
+            h.update(entry.mode.to_le_bytes());
+            h.update(entry.mtime.min(epoch).to_le_bytes());
+            match (&entry.kind, &entry.content) {
+                (EntryKind::Symlink(target), _) => {
+                    h.update(b"l");
+                    h.update(target.as_bytes());
+                }
+                (EntryKind::Dir, _) => h.update(b"d"),
+                (EntryKind::File, Content::Bytes(bytes)) => {
+                    h.update(b"f");
+                    h.update(Sha256::digest(bytes.as_slice()));
+                }
+                (EntryKind::File, Content::Path(path, meta)) => {
+                    h.update(b"f");
+                    h.update(self.file_digest(path, meta)?);
+                }
+                (EntryKind::File, Content::None) => h.update(b"f"),
+            }
+        }
+        Ok(())
+    }
+
+    fn file_digest(&self, path: &Path, meta: &kiln_tree::FileMeta) -> Result<[u8; 32], BuildError> {
+        if let Some(digest) = self.stat_cache.file_digest(path, meta) {
+            return Ok(digest);
+        }
+        let mut file = fs_err::File::open(path).map_err(|e| BuildError::context(path, e.to_string()))?;
+        let mut h = kiln_tree::HashSink(Sha256::new());
+        std::io::copy(&mut file, &mut h).map_err(|e| BuildError::context(path, e.to_string()))?;
+        let digest: [u8; 32] = h.0.finalize().into();
+        self.stat_cache.put_file(path, *meta, digest);
+        Ok(digest)
+    }
+
+    /// Carries out a COPY/ADD or RUN on the mounted snapshot.
+    fn execute(
+        &mut self,
+        step: &Step,
+        at: &StepAt,
+        root: &Root,
+        merged: &Path,
+        user: Option<&str>,
+        workdir: Option<&str>,
+    ) -> Result<(), BuildError> {
+        let workdir = workdir.unwrap_or("/").to_owned();
+        match &step.args {
+            StepArgs::Copy { sources, heredocs, dest, from, chown, chmod, parents, exclude, .. } => {
+                let owner = match chown {
+                    Some(spec) => {
+                        let (u, g) = match spec.split_once(':') {
+                            Some((u, g)) => (u, Some(g)),
+                            None => (spec.as_str(), None),
+                        };
+                        let ids = kiln_rootfs::users::lookup_chown(root, u, g)
+                            .map_err(|e| BuildError::step(at, e.to_string()))?;
+                        Some((ids.uid, ids.gid))
+                    }
+                    None => None,
+                };
+                let chmod = match chmod {
+                    Some(text) => Some(
+                        u32::from_str_radix(text, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| BuildError::step(at, format!("--chmod `{text}` is not an octal mode")))?,
+                    ),
+                    None => None,
+                };
+                let params = CopyParams {
+                    dest: dest.clone(),
+                    workdir,
+                    owner,
+                    chmod,
+                    parents: *parents,
+                    exclude: exclude.clone(),
+                };
+                if !heredocs.is_empty() {
+                    let inline = crate::context::BuildContext::from_heredocs(heredocs);
+                    let names: Vec<String> = heredocs.iter().map(|h| h.name.clone()).collect();
+                    crate::copy::copy(root, &Sources::Context(&inline), &names, &params)
+                        .map_err(|m| BuildError::step(at, m))?;
+                }
+                if sources.is_empty() {
+                    return Ok(());
+                }
+                match from {
+                    None => {
+                        crate::copy::copy(root, &Sources::Context(self.context), sources, &params)
+                            .map_err(|m| BuildError::step(at, m))?;
+                    }
+                    Some(source) => {
+                        let layers = self.source_layers(source, at)?;
+                        let lowers = self.lowers(&layers)?;
+                        let view = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
+                        crate::copy::copy(root, &Sources::Tree(view.merged()), sources, &params)
+                            .map_err(|m| BuildError::step(at, m))?;
+                    }
+                }
+                Ok(())
+            }
+            StepArgs::Run { argv, env, mounts, mount_sources, network, security, heredocs, script_path } => {
+                let ids = self.ids(root, user, at)?;
+                let mut from_names = Vec::new();
+                let mut views = Vec::new();
+                for source in mount_sources {
+                    let layers = self.source_layers(source, at)?;
+                    let lowers = self.lowers(&layers)?;
+                    let view = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
+                    from_names.push(view.merged().display().to_string());
+                    views.push(view);
+                }
+                let sources = RunMounts { run: self };
+                let mut specs = crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
+                if let (Some(path), Some(heredoc)) = (script_path, heredocs.first()) {
+                    specs.push(
+                        crate::run::script_mount(path, heredoc, self.scratch.path()).map_err(|m| BuildError::step(at, m))?,
+                    );
+                }
+                let network = crate::run::network(network.as_deref()).map_err(|m| BuildError::step(at, m))?;
+                let id = format!(
+                    "kiln-{}-{}",
+                    std::process::id(),
+                    RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                let spec = crate::run::spec(
+                    id,
+                    merged.to_owned(),
+                    argv.clone(),
+                    env.clone(),
+                    workdir,
+                    ids,
+                    network,
+                    specs,
+                    security.as_deref() == Some("insecure"),
+                );
+                let mut sink = Sink(self.builder.events);
+                let outcome = self
+                    .builder
+                    .runtime
+                    .run(&spec, &mut sink)
+                    .map_err(|e| BuildError::step(at, e.to_string()))?;
+                drop(views);
+                let code = match outcome.signal {
+                    Some(signal) => 128 + signal,
+                    None => outcome.exit_code,
+                };
+                if code != 0 {
+                    return Err(BuildError::RunFailed { at: at.clone(), code });
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The layers of a stage or image named by `--from`.
+    fn source_layers(&self, source: &Source, at: &StepAt) -> Result<Vec<LayerRecord>, BuildError> {
+        match source {
+            Source::Stage { index, .. } => self
+                .done
+                .get(index)
+                .map(|s| s.layers.clone())
+                .ok_or_else(|| BuildError::step(at, format!("stage {index} was not built first"))),
+            Source::Image { reference } => self
+                .bases
+                .get(reference)
+                .map(|b| b.layers.clone())
+                .ok_or_else(|| BuildError::MissingBase { at: at.clone(), reference: reference.clone() }),
+        }
+    }
+
+    /// The context as a folder (for `RUN --mount=type=bind`): a folder context is used as it is; an in-tree
+    /// context is written out once per build.
+    fn context_dir(&self) -> Result<PathBuf, String> {
+        if let Some(dir) = self.context_dir.get() {
+            return Ok(dir.clone());
+        }
+        let dir = self.scratch.path().join("context");
+        self.context.write_to(&dir).map_err(|e| e.to_string())?;
+        let _ = self.context_dir.set(dir.clone());
+        Ok(dir)
+    }
+}
+
+struct RunMounts<'r, 'b> {
+    run: &'r Run<'b>,
+}
+
+impl crate::run::MountSources for RunMounts<'_, '_> {
+    fn bind_source(&self, from: Option<&str>) -> Result<PathBuf, String> {
+        match from {
+            Some(view) => Ok(PathBuf::from(view)),
+            None => self.run.context_dir(),
+        }
+    }
+
+    fn cache_dir(&self, id: &str) -> Result<PathBuf, String> {
+        let name = hex::encode(Sha256::digest(id.as_bytes()));
+        let dir = self.run.builder.state.join("cache-mounts").join(name);
+        fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(dir)
+    }
+
+    fn secret(&self, id: &str) -> Option<PathBuf> {
+        self.run.options.secrets.get(id).cloned()
+    }
+
+    fn scratch(&self) -> &Path {
+        self.run.scratch.path()
+    }
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cache;
+pub mod config;
+pub mod context;
+pub mod copy;
+mod error;
+mod executor;
+pub mod layers;
+pub mod run;
+pub mod snapshot;
+
+pub use error::{BuildError, StepAt};
+pub use executor::{BuildOptions, BuildOutput, Builder, Events, Quiet, StepStatus};

@@ -1,0 +1,380 @@
+//! `kiln build`: in-tree images the plan marks `build`, parents first; or one Dockerfile with
+//! `--dockerfile`. In-tree images get an `image.tar.zst` artifact and index records, in that order: a
+//! record is only written once its artifact is complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use kiln_build::{BuildOptions, Builder, Events, StepAt, StepStatus, context::BuildContext};
+use kiln_index::{ImageRecord, Index, Lookup, Scope, Status, resolve};
+use kiln_oci::compress::Compression;
+use kiln_oci::export::{ExportFormat, export};
+use kiln_runtime::{RuncRuntime, Stream};
+use serde::Serialize;
+
+use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg};
+use crate::commands::image::open_store;
+use crate::commands::plan::hash_and_route;
+use crate::output::stdout;
+use crate::settings::{RunScope, Workspace};
+
+/// Progress lines on stderr: one per step, RUN output passed through as it comes.
+struct StderrEvents {
+    image: String,
+    quiet: bool,
+    started: Mutex<Option<Instant>>,
+}
+
+impl Events for StderrEvents {
+    fn step(&self, _stage: usize, at: &StepAt, status: StepStatus) {
+        if self.quiet {
+            return;
+        }
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let line = match status {
+            StepStatus::Metadata => return,
+            StepStatus::Cached => format!("[{}] CACHED {}:{} {}", self.image, at.file, at.line, at.instruction),
+            StepStatus::Running => {
+                *started = Some(Instant::now());
+                format!("[{}] {}:{} {}", self.image, at.file, at.line, at.instruction)
+            }
+            StepStatus::Done => {
+                let took = started.take().map(|s| s.elapsed().as_secs_f64()).unwrap_or_default();
+                format!("[{}] done in {took:.2}s", self.image)
+            }
+        };
+        eprintln!("{line}");
+    }
+
+    fn output(&self, _stream: Stream, bytes: &[u8]) {
+        if !self.quiet {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+    }
+}
+
+fn parse_pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("{what} `{item}` is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let fields = parse_pairs(&item.split(',').map(str::to_owned).collect::<Vec<_>>(), "--secret field")?;
+        let (Some(id), Some(src)) = (fields.get("id"), fields.get("src").or(fields.get("source"))) else {
+            bail!("--secret `{item}` needs id=ID,src=FILE");
+        };
+        let src = PathBuf::from(src);
+        if !src.is_file() {
+            bail!("--secret {id}: {} is not a file", src.display());
+        }
+        out.insert(id.clone(), src);
+    }
+    Ok(out)
+}
+
+fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        build_args: parse_pairs(&args.build_args, "--build-arg")?,
+        target: args.target.clone(),
+        parent_image: None,
+        aliases: BTreeMap::new(),
+        source_date_epoch: args.source_date_epoch,
+        compression: match args.layer_compression {
+            LayerCompressionArg::Gzip => Compression::Gzip,
+            LayerCompressionArg::Zstd => Compression::Zstd,
+        },
+        no_cache: args.no_cache,
+        file_label,
+        secrets: parse_secrets(&args.secrets)?,
+    })
+}
+
+fn runtime(args: &BuildArgs) -> RuncRuntime {
+    RuncRuntime::new(args.runtime.clone(), PathBuf::from("/run/kiln-runc"))
+}
+
+#[derive(Serialize)]
+struct Summary {
+    image: String,
+    status: &'static str,
+    manifest_digest: String,
+    size: u64,
+    seconds: f64,
+    steps_run: usize,
+    steps_cached: usize,
+    artifact: Option<PathBuf>,
+    artifact_digest: Option<String>,
+    routes: Vec<String>,
+}
+
+fn print_summary(args: &BuildArgs, summaries: &[Summary]) -> Result<()> {
+    stdout(|out| {
+        if args.json {
+            serde_json::to_writer_pretty(&mut *out, summaries)?;
+            return writeln!(out);
+        }
+        let width = summaries.iter().map(|s| s.image.len()).max().unwrap_or(5).max(5);
+        writeln!(out, "{:width$}  {:7}  {:19}  {:>10}  {:>7}  STEPS RUN/CACHED", "IMAGE", "STATUS", "DIGEST", "SIZE", "TIME")?;
+        for s in summaries {
+            writeln!(
+                out,
+                "{:width$}  {:7}  {:19}  {:>10}  {:>6.2}s  {}/{}",
+                s.image,
+                s.status,
+                &s.manifest_digest[..s.manifest_digest.len().min(19)],
+                human_size(s.size),
+                s.seconds,
+                s.steps_run,
+                s.steps_cached
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    match &args.dockerfile {
+        Some(dockerfile) => single(global, args, dockerfile),
+        None => tree(&Workspace::load(global)?, global, args),
+    }
+}
+
+/// `kiln build --dockerfile F [--context DIR] -t NAME`.
+fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()> {
+    let text = fs_err::read_to_string(dockerfile)?;
+    let context_dir = match &args.context {
+        Some(dir) => dir.clone(),
+        None => dockerfile.parent().map_or_else(|| PathBuf::from("."), Path::to_owned),
+    };
+    if !context_dir.is_dir() {
+        bail!("the build context {} is not a folder", context_dir.display());
+    }
+    let ignore = read_dockerignore(&context_dir, dockerfile)?;
+    let context = BuildContext::from_dir(&context_dir, ignore.as_ref())?;
+    let store = open_store(global)?;
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| kiln_oci::image::normalize_name(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = tags.first().cloned().unwrap_or_else(|| "kiln-build:latest".to_owned());
+    let started = Instant::now();
+    let options = options(args, dockerfile.display().to_string())?;
+    let events = StderrEvents { image: name.clone(), quiet: global.quiet, started: Mutex::new(None) };
+    let runtime = runtime(args);
+    let built = Builder::new(&store, &runtime, &events).build(&text, &context, &options)?;
+    for tag in &tags {
+        store.set_ref(tag, &built.manifest)?;
+    }
+    if let Some(output) = &args.output {
+        if tags.is_empty() {
+            store.set_ref(&name, &built.manifest)?;
+        }
+        export(&store, &name, output, ExportFormat::for_path(output)?)?;
+    }
+    print_summary(
+        args,
+        &[Summary {
+            image: name,
+            status: if built.executed == 0 { "cached" } else { "built" },
+            manifest_digest: built.manifest.digest.to_string(),
+            size: built.size,
+            seconds: started.elapsed().as_secs_f64(),
+            steps_run: built.executed,
+            steps_cached: built.cached,
+            artifact: args.output.clone(),
+            artifact_digest: None,
+            routes: Vec::new(),
+        }],
+    )
+}
+
+/// `.dockerignore` of the context, or `<Dockerfile>.dockerignore` next to the Dockerfile (BuildKit
+/// prefers the latter).
+fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Option<kiln_tree::DockerIgnore>> {
+    let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+    let path = if specific.is_file() { specific } else { context.join(".dockerignore") };
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = fs_err::read_to_string(&path)?;
+    let ignore = kiln_tree::DockerIgnore::parse(&text)
+        .map_err(|(line, message)| anyhow::anyhow!("{}:{line}: {message}", path.display()))?;
+    Ok(Some(ignore))
+}
+
+/// The store name of an in-tree image built for a cache digest.
+fn store_name(image: &str, digest: &str) -> String {
+    format!("kiln/{image}:{digest}")
+}
+
+/// In-tree builds.
+fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    if args.names.is_empty() && !args.all {
+        bail!("name the images to build, or use --all");
+    }
+    let names: Vec<String> =
+        if args.all { ws.repo.images.iter().map(|i| i.name.clone()).collect() } else { args.names.clone() };
+    let config = &ws.repo.config;
+    let scope = RunScope::from_args(&args.scope, config.index.max_level)?;
+    let entries = hash_and_route(ws, &names, &scope)?;
+    let index = ws.index_for_writing()?;
+    let lookups: Vec<Lookup<'_>> = entries
+        .iter()
+        .map(|e| Lookup { name: &e.image.name, parent: e.image.parent.as_deref(), routes: &e.lookup })
+        .collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let statuses = resolve(&index, &lookups, now)?;
+    let store = open_store(global)?;
+    let artifacts = args.artifacts.clone().unwrap_or_else(|| ws.state_dir.join("artifacts"));
+    let runtime = runtime(args);
+    let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+
+    // An image is built when the plan says so (or --force), or when a child that is built needs it as a
+    // base and this store does not have it.
+    let mut build: BTreeSet<String> = BTreeSet::new();
+    for (entry, status) in entries.iter().zip(&statuses).rev() {
+        let name = entry.image.name.as_str();
+        let in_store = store.get(&store_name(name, &entry.hashes.digest.hex))?.is_some();
+        let needed_by_child = build.iter().any(|b| {
+            entries.iter().any(|e| e.image.name == *b && e.image.parent.as_deref() == Some(name))
+        });
+        let planned = matches!(status, Status::Build(_)) || (args.force && wanted.contains(name));
+        if (planned && (wanted.contains(name) || !in_store || needed_by_child)) || (needed_by_child && !in_store) {
+            build.insert(name.to_owned());
+        }
+    }
+
+    let mut summaries = Vec::new();
+    for (entry, status) in entries.iter().zip(&statuses) {
+        let name = entry.image.name.clone();
+        let digest = &entry.hashes.digest.hex;
+        if !build.contains(&name) {
+            if wanted.contains(name.as_str()) {
+                let found = match status {
+                    Status::Cached(hit) => hit.record.image_digest.clone(),
+                    Status::Build(_) => String::new(),
+                };
+                summaries.push(Summary {
+                    image: name,
+                    status: "cached",
+                    manifest_digest: found,
+                    size: 0,
+                    seconds: 0.0,
+                    steps_run: 0,
+                    steps_cached: 0,
+                    artifact: None,
+                    artifact_digest: None,
+                    routes: Vec::new(),
+                });
+            }
+            continue;
+        }
+        let started = Instant::now();
+        let tree_context = kiln_tree::collect(config, entry.image)?;
+        let context = BuildContext::from_tree(&tree_context);
+        let dockerfile = match tree_context.entries.iter().find(|e| e.name == "Dockerfile").map(|e| &e.source) {
+            Some(kiln_tree::Source::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            _ => bail!("image `{name}` has no Dockerfile in its context"),
+        };
+        let mut options = options(args, format!("{}/Dockerfile", entry.image.dir.display()))?;
+        for (k, v) in &entry.image.args {
+            options.build_args.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        if let Some(parent) = &entry.image.parent {
+            let parent_entry = entries
+                .iter()
+                .find(|e| &e.image.name == parent)
+                .with_context(|| format!("parent `{parent}` of `{name}` was not planned"))?;
+            let parent_ref = store_name(parent, &parent_entry.hashes.digest.hex);
+            if store.get(&parent_ref)?.is_none() {
+                bail!("parent image `{parent}` of `{name}` is not in the store {}", store.root().display());
+            }
+            options.parent_image = Some(parent_ref.clone());
+            options.aliases.insert(parent.clone(), parent_ref);
+        }
+        let events = StderrEvents { image: name.clone(), quiet: global.quiet, started: Mutex::new(None) };
+        let built = Builder::new(&store, &runtime, &events)
+            .build(&dockerfile, &context, &options)
+            .with_context(|| format!("building image `{name}`"))?;
+        store.set_ref(&store_name(&name, digest), &built.manifest)?;
+        let artifact = artifacts.join(&name).join("image.tar.zst");
+        fs_err::create_dir_all(artifacts.join(&name))?;
+        export(&store, &store_name(&name, digest), &artifact, ExportFormat::DockerArchive { zstd: true })?;
+        let artifact_digest = file_digest(&artifact)?;
+        let routes = if entry.routes.is_empty() { Vec::new() } else { entry.routes.clone() };
+        if !routes.is_empty() {
+            record(ws, &index, entry, &scope, &built.manifest.digest.to_string(), &artifact_digest)?;
+        }
+        summaries.push(Summary {
+            image: name,
+            status: "built",
+            manifest_digest: built.manifest.digest.to_string(),
+            size: built.size,
+            seconds: started.elapsed().as_secs_f64(),
+            steps_run: built.executed,
+            steps_cached: built.cached,
+            artifact: Some(artifact),
+            artifact_digest: Some(artifact_digest),
+            routes,
+        });
+    }
+    print_summary(args, &summaries)
+}
+
+fn file_digest(path: &Path) -> Result<String> {
+    use sha2::Digest as _;
+    let mut file = fs_err::File::open(path)?;
+    let mut h = kiln_tree::HashSink(sha2::Sha256::new());
+    std::io::copy(&mut file, &mut h)?;
+    Ok(format!("sha256:{}", hex::encode(h.0.finalize())))
+}
+
+fn record(
+    ws: &Workspace,
+    index: &dyn Index,
+    entry: &crate::commands::plan::PlanEntry<'_>,
+    scope: &RunScope,
+    image_digest: &str,
+    artifact_digest: &str,
+) -> Result<()> {
+    let config = &ws.repo.config;
+    let created = scope.build_date.unix_timestamp();
+    let lifetime = match scope.write_scope() {
+        Scope::Level(1) | Scope::PullRequest => config.index.expires_level1_secs,
+        Scope::Level(_) => config.index.expires_secs,
+    };
+    let record = ImageRecord {
+        name: entry.image.name.clone(),
+        cache_type: config.hash_mode.cache_type().to_owned(),
+        cache_digest: entry.hashes.digest.hex.clone(),
+        context_hash: entry.hashes.context.hex.clone(),
+        image_digest: image_digest.to_owned(),
+        artifact_digest: Some(artifact_digest.to_owned()),
+        scope: scope.write_scope(),
+        created,
+        expires: created.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2)),
+    };
+    index.insert(&entry.routes, &record)?;
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! `kiln build`, end to end with the real runc, overlayfs, podman, skopeo and umoci: a busybox-static
+//! base image goes in, images come out that those tools load and run.
+//!
+//! Needs root (overlay mounts, runc). Tests skip with a message when root or a tool is missing, or fail
+//! when `KILN_REQUIRE_PEERS=1`.
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+use kiln_test_support::{busybox_root, require_root, require_tool};
+use serde_json::Value;
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+    store: PathBuf,
+}
+
+impl Fixture {
+    /// A temp folder with a store holding the busybox base as `busybox:test`; `None` when skipped.
+    fn new() -> Option<Fixture> {
+        if !require_root() || !require_tool("runc") {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = busybox_root(tmp.path())?;
+        let store = tmp.path().join("store");
+        let f = Fixture { tmp, store };
+        f.ok(&["image", "import", root.to_str().unwrap(), "-t", "busybox:test"]);
+        Some(f)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(&path, text).unwrap();
+        path
+    }
+
+    fn kiln(&self, args: &[&str]) -> Output {
+        Command::cargo_bin("kiln")
+            .unwrap()
+            .arg("--store")
+            .arg(&self.store)
+            .args(args)
+            .current_dir(self.tmp.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kiln(args);
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kiln(args);
+        assert!(!out.status.success(), "kiln {args:?} succeeded unexpectedly");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Builds `dockerfile` with context folder `ctx` (relative to the temp folder) as `tag`; returns the
+    /// JSON summary.
+    fn build(&self, dockerfile: &str, ctx: &str, tag: &str) -> Value {
+        let file = self.write(&format!("{ctx}/Dockerfile"), dockerfile);
+        let out = self.ok(&[
+            "build",
+            "-f",
+            file.to_str().unwrap(),
+            "--context",
+            self.path(ctx).to_str().unwrap(),
+            "-t",
+            tag,
+            "--json",
+        ]);
+        serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+    }
+
+    /// The image's root filesystem as umoci unpacks it (an independent reader of kiln's layers).
+    fn unpack(&self, name: &str) -> Option<PathBuf> {
+        if !require_tool("umoci") {
+            return None;
+        }
+        let layout = self.path(&format!("layout-{}", name.replace([':', '/'], "-")));
+        self.ok(&["image", "export", name, "-o", layout.to_str().unwrap()]);
+        let bundle = self.path(&format!("bundle-{}", name.replace([':', '/'], "-")));
+        let tag = name.rsplit(':').next().unwrap();
+        let out = Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
+        Some(bundle.join("rootfs"))
+    }
+}
+
+fn digest(summary: &Value) -> String {
+    summary["manifest_digest"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn builds_copy_run_and_metadata_and_podman_runs_the_result() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("app/hello.txt", "hello from the context\n");
+    f.write("app/sub/data.txt", "data\n");
+    let summary = f.build(
+        "FROM busybox:test\n\
+         ENV GREETING=hi\n\
+         COPY hello.txt /srv/\n\
+         COPY sub /srv/sub\n\
+         RUN echo \"$GREETING $(cat /srv/hello.txt)\" > /srv/run.txt && adduser -D -H -u 1234 app\n\
+         USER app\n\
+         WORKDIR /srv/work\n\
+         RUN id -u > /tmp/uid && pwd > /tmp/pwd\n\
+         CMD [\"cat\", \"/srv/run.txt\"]\n",
+        "app",
+        "localhost/app:1",
+    );
+    assert_eq!(summary["status"], "built");
+    let rootfs = f.unpack("localhost/app:1");
+    if let Some(rootfs) = &rootfs {
+        assert_eq!(fs_err::read_to_string(rootfs.join("srv/run.txt")).unwrap(), "hi hello from the context\n");
+        assert_eq!(fs_err::read_to_string(rootfs.join("srv/sub/data.txt")).unwrap(), "data\n");
+        assert_eq!(fs_err::read_to_string(rootfs.join("tmp/uid")).unwrap(), "1234\n");
+        assert_eq!(fs_err::read_to_string(rootfs.join("tmp/pwd")).unwrap(), "/srv/work\n");
+        assert!(rootfs.join("srv/work").is_dir());
+        // runc's mount points for /etc/resolv.conf and friends are not left in the image.
+        assert!(!rootfs.join("etc/resolv.conf").exists(), "mount stubs leaked into the layer");
+    }
+    let inspect: Value = serde_json::from_str(&f.ok(&["image", "inspect", "localhost/app:1"])).unwrap();
+    let config = &inspect["config"]["config"];
+    assert_eq!(config["User"], "app");
+    assert_eq!(config["WorkingDir"], "/srv/work");
+    assert_eq!(config["Cmd"], serde_json::json!(["cat", "/srv/run.txt"]));
+    assert!(config["Env"].as_array().unwrap().iter().any(|e| e == "GREETING=hi"));
+
+    // podman loads the image.tar.zst artifact and runs the CMD.
+    let archive = f.path("app.tar.zst");
+    f.ok(&["image", "export", "localhost/app:1", "-o", archive.to_str().unwrap()]);
+    if require_tool("podman") {
+        let podman = Podman::new(f.tmp.path());
+        let loaded = podman.run(&["load", "-i", archive.to_str().unwrap()]);
+        assert!(loaded.contains("localhost/app:1"), "{loaded}");
+        let printed = podman.run(&["run", "--rm", "--network", "none", "localhost/app:1"]);
+        assert_eq!(printed, "hi hello from the context\n");
+    }
+    if require_tool("skopeo") {
+        let out = Command::new("skopeo")
+            .args(["inspect", &format!("docker-archive:{}", f.path("plain.tar").display())])
+            .output();
+        let _ = out; // (the .tar form is checked below)
+        let plain = f.path("plain.tar");
+        f.ok(&["image", "export", "localhost/app:1", "-o", plain.to_str().unwrap()]);
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--config", &format!("docker-archive:{}", plain.display())])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(config["config"]["User"], "app");
+    }
+}
+
+/// podman with its storage in the test's temp folder and the ulimits this host allows.
+struct Podman {
+    env: Vec<(String, PathBuf)>,
+}
+
+impl Podman {
+    fn new(dir: &Path) -> Podman {
+        let base = dir.join("podman");
+        fs_err::create_dir_all(&base).unwrap();
+        let storage = base.join("storage.conf");
+        fs_err::write(
+            &storage,
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
+                base.display()
+            ),
+        )
+        .unwrap();
+        let containers = base.join("containers.conf");
+        fs_err::write(
+            &containers,
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        Podman {
+            env: vec![
+                ("CONTAINERS_STORAGE_CONF".into(), storage),
+                ("CONTAINERS_CONF".into(), containers),
+            ],
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("podman").args(args).envs(self.env.iter().map(|(k, v)| (k, v))).output().unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn a_rebuild_runs_nothing_and_a_clean_rebuild_gives_the_same_digest() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("ctx/a.txt", "a\n");
+    let dockerfile = "FROM busybox:test\nCOPY a.txt /a.txt\nRUN date > /built-at && touch /marker\n";
+    let first = f.build(dockerfile, "ctx", "localhost/r:1");
+    assert_eq!(first["steps_run"], 2);
+    let second = f.build(dockerfile, "ctx", "localhost/r:1");
+    assert_eq!(second["steps_run"], 0, "nothing changed: {second}");
+    assert_eq!(second["steps_cached"], 2);
+    assert_eq!(digest(&first), digest(&second));
+    // A changed file re-runs its COPY and everything after it.
+    f.write("ctx/a.txt", "b\n");
+    let third = f.build(dockerfile, "ctx", "localhost/r:1");
+    assert_eq!(third["steps_run"], 2);
+    f.write("ctx/a.txt", "a\n");
+    // --no-cache runs everything again and, the RUN's timestamps being clamped, gets the same digest
+    // except for what the command itself writes (`date`): so compare a build without it.
+    let stable = "FROM busybox:test\nCOPY a.txt /a.txt\nRUN touch /marker && mkdir -p /d && echo x > /d/x\n";
+    let one = f.build(stable, "ctx", "localhost/s:1");
+    let out = f.ok(&[
+        "build", "--no-cache", "-f", f.path("ctx/Dockerfile").to_str().unwrap(), "--context",
+        f.path("ctx").to_str().unwrap(), "-t", "localhost/s:2", "--json",
+    ]);
+    let two: Value = serde_json::from_str::<Value>(&out).unwrap()[0].clone();
+    assert_eq!(two["steps_run"], 2);
+    assert_eq!(digest(&one), digest(&two), "two clean builds of the same inputs differ");
+}
+
+#[test]
+fn multi_stage_whiteouts_and_onbuild() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("ctx/keep.txt", "keep\n");
+    f.build(
+        "FROM busybox:test\n\
+         RUN mkdir -p /opt/data && echo one > /opt/data/one && echo two > /opt/data/two\n\
+         ONBUILD RUN echo triggered > /onbuild.txt\n",
+        "parent",
+        "localhost/parent:1",
+    );
+    f.build(
+        "FROM busybox:test AS builder\n\
+         RUN mkdir /out && echo built > /out/artifact\n\
+         FROM localhost/parent:1\n\
+         COPY --from=builder /out/artifact /artifact\n\
+         RUN rm /opt/data/one && rm -r /etc/group\n\
+         COPY keep.txt /\n",
+        "ctx",
+        "localhost/child:1",
+    );
+    let Some(rootfs) = f.unpack("localhost/child:1") else { return };
+    assert_eq!(fs_err::read_to_string(rootfs.join("artifact")).unwrap(), "built\n");
+    assert_eq!(fs_err::read_to_string(rootfs.join("onbuild.txt")).unwrap(), "triggered\n");
+    assert!(!rootfs.join("opt/data/one").exists(), "the whiteout did not remove the lower file");
+    assert!(rootfs.join("opt/data/two").exists());
+    assert!(!rootfs.join("etc/group").exists());
+    assert_eq!(fs_err::read_to_string(rootfs.join("keep.txt")).unwrap(), "keep\n");
+}
+
+#[test]
+fn copy_through_an_image_symlink_stays_inside_the_image() {
+    let Some(f) = Fixture::new() else { return };
+    let host_dir = f.path("host-target");
+    fs_err::create_dir_all(&host_dir).unwrap();
+    f.write("ctx/payload", "payload\n");
+    // The image has /escape pointing at an absolute path that exists on the host.
+    let dockerfile = format!(
+        "FROM busybox:test\nRUN ln -s {0} /escape && ln -s ../../../../../.. /up\nCOPY payload /escape/payload\nCOPY payload /up/tmp/up-payload\n",
+        host_dir.display()
+    );
+    f.build(&dockerfile, "ctx", "localhost/escape:1");
+    assert!(!host_dir.join("payload").exists(), "COPY wrote through the image's symlink onto the host");
+    assert!(!Path::new("/tmp/up-payload").exists(), "COPY climbed out of the image root");
+    if let Some(rootfs) = f.unpack("localhost/escape:1") {
+        let inside = rootfs.join(host_dir.strip_prefix("/").unwrap()).join("payload");
+        assert_eq!(fs_err::read_to_string(inside).unwrap(), "payload\n");
+        assert!(rootfs.join("tmp/up-payload").exists());
+    }
+}
+
+#[test]
+fn a_failing_run_names_its_line_and_exit_code_and_tags_nothing() {
+    let Some(f) = Fixture::new() else { return };
+    let file = f.write("bad/Dockerfile", "FROM busybox:test\nRUN echo output-before-failure && exit 3\n");
+    let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/bad:1"]);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("exited with code 3"), "{err}");
+    assert!(err.contains("output-before-failure"), "RUN output is streamed: {err}");
+    let missing = f.fails(&["image", "inspect", "localhost/bad:1"]);
+    assert!(missing.contains("localhost/bad:1"), "{missing}");
+    let file = f.write("nobase/Dockerfile", "FROM nowhere/none:1\nRUN true\n");
+    let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/x:1"]);
+    assert!(err.contains("Dockerfile:1") && err.contains("nowhere/none:1") && err.contains("kiln image import"), "{err}");
+}
+
+#[test]
+fn builds_the_in_tree_example_and_the_plan_turns_to_cached() {
+    let Some(f) = Fixture::new() else { return };
+    f.ok(&["image", "export", "busybox:test", "-o", f.path("bb.tar").to_str().unwrap()]);
+    let repo = f.path("repo");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop"))
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let _ = fs_err::remove_dir_all(repo.join(".kiln"));
+    let state = f.path("state");
+    let kiln = |args: &[&str]| {
+        let mut all = vec!["-C", repo.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| f.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(kiln(&["image", "import", f.path("bb.tar").to_str().unwrap(), "-t", "busybox:example"]));
+    let built: Value = serde_json::from_str(&run(kiln(&["build", "--all", "--json"]))).unwrap();
+    let names: Vec<&str> = built.as_array().unwrap().iter().map(|s| s["image"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "runtime", "api", "worker", "worker-arm64"]);
+    assert!(built.as_array().unwrap().iter().all(|s| s["status"] == "built"));
+    let artifact = state.join("artifacts/api/image.tar.zst");
+    assert!(artifact.is_file());
+    let plan: Value = serde_json::from_str(&run(kiln(&["plan", "--json"]))).unwrap();
+    assert!(plan.as_array().unwrap().iter().all(|e| e["status"] == "cached"), "{plan}");
+    let again: Value = serde_json::from_str(&run(kiln(&["build", "--all", "--json"]))).unwrap();
+    assert!(again.as_array().unwrap().iter().all(|s| s["status"] == "cached"), "{again}");
+    if let Some(rootfs) = f.unpack(&format!("kiln/api:{}", plan[2]["cache_digest"].as_str().unwrap())) {
+        assert_eq!(fs_err::read_to_string(rootfs.join("etc/shop/release")).unwrap(), "shop base 1\n");
+        assert!(rootfs.join("srv/api/app.sh").is_file());
+        assert!(rootfs.join("srv/bin/shop-version").is_file());
+    }
+}

@@ -1,0 +1,3 @@
+#!/bin/sh
+/srv/bin/shop-version
+echo "hello from the shop api"
