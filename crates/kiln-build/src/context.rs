@@ -262,7 +262,10 @@ impl BuildContext {
 
     /// A context of the inline files of `COPY <<NAME` heredocs (mode 0644, as BuildKit writes them).
     pub fn from_heredocs(heredocs: &[kiln_dockerfile::HeredocFile]) -> BuildContext {
-        let mut context = BuildContext { label: "heredoc".to_owned(), entries: BTreeMap::new() };
+        let mut context = BuildContext {
+            label: "heredoc".to_owned(),
+            entries: BTreeMap::new(),
+        };
         for heredoc in heredocs {
             let name = clean(&heredoc.name);
             context.entries.insert(

@@ -94,7 +94,12 @@ fn excluded(matchers: &[globset::GlobMatcher], rel: &str) -> bool {
 }
 
 /// Resolves the COPY's sources and copies them into `root`. Returns the number of entries written.
-pub fn copy(root: &Root, sources: &Sources<'_>, names: &[String], params: &CopyParams) -> Result<usize, String> {
+pub fn copy(
+    root: &Root,
+    sources: &Sources<'_>,
+    names: &[String],
+    params: &CopyParams,
+) -> Result<usize, String> {
     let matchers = params
         .exclude
         .iter()
@@ -155,13 +160,27 @@ pub fn copy(root: &Root, sources: &Sources<'_>, names: &[String], params: &CopyP
 
 fn dir_item(target: String, params: &CopyParams) -> Item {
     let (uid, gid) = params.owner.unwrap_or((0, 0));
-    Item { target, kind: ItemKind::Dir, mode: params.chmod.unwrap_or(0o755), uid, gid, mtime: 0 }
+    Item {
+        target,
+        kind: ItemKind::Dir,
+        mode: params.chmod.unwrap_or(0o755),
+        uid,
+        gid,
+        mtime: 0,
+    }
 }
 
-fn single_item(sources: &Sources<'_>, source: &str, target: String, params: &CopyParams) -> Result<Item, String> {
+fn single_item(
+    sources: &Sources<'_>,
+    source: &str,
+    target: String,
+    params: &CopyParams,
+) -> Result<Item, String> {
     match sources {
         Sources::Context(ctx) => {
-            let entry = ctx.get(source).ok_or_else(|| format!("`{source}` is not in the build context"))?;
+            let entry = ctx
+                .get(source)
+                .ok_or_else(|| format!("`{source}` is not in the build context"))?;
             Ok(context_item(entry, target, params))
         }
         Sources::Tree(dir) => tree_item(&dir.join(source), target, params),
@@ -181,7 +200,14 @@ fn context_item(entry: &crate::context::ContextEntry, target: String, params: &C
         ItemKind::Symlink(_) => 0o777,
         _ => params.chmod.unwrap_or(entry.mode),
     };
-    Item { target, kind, mode, uid, gid, mtime: entry.mtime }
+    Item {
+        target,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime: entry.mtime,
+    }
 }
 
 fn tree_item(path: &Path, target: String, params: &CopyParams) -> Result<Item, String> {
@@ -194,14 +220,24 @@ fn tree_item(path: &Path, target: String, params: &CopyParams) -> Result<Item, S
     } else if meta.is_file() {
         ItemKind::File(FileFrom::Path(path.to_owned()))
     } else {
-        return Err(format!("{}: only files, folders and symlinks can be copied", path.display()));
+        return Err(format!(
+            "{}: only files, folders and symlinks can be copied",
+            path.display()
+        ));
     };
     let (uid, gid) = params.owner.unwrap_or((meta.uid(), meta.gid()));
     let mode = match kind {
         ItemKind::Symlink(_) => 0o777,
         _ => params.chmod.unwrap_or(meta.mode() & 0o7777),
     };
-    Ok(Item { target, kind, mode, uid, gid, mtime: meta.mtime() })
+    Ok(Item {
+        target,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime: meta.mtime(),
+    })
 }
 
 fn collect_below(
@@ -213,7 +249,11 @@ fn collect_below(
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
     let strip = |name: &str| -> String {
-        if source.is_empty() { name.to_owned() } else { name[source.len() + 1..].to_owned() }
+        if source.is_empty() {
+            name.to_owned()
+        } else {
+            name[source.len() + 1..].to_owned()
+        }
     };
     match sources {
         Sources::Context(ctx) => {
@@ -260,10 +300,16 @@ fn select_in_tree(dir: &Path, pattern: &str) -> Result<Vec<String>, String> {
         let mut next = Vec::new();
         for base in &found {
             if part.contains(['*', '?', '[']) {
-                let matcher = globset::Glob::new(part).map_err(|e| format!("bad pattern `{pattern}`: {e}"))?.compile_matcher();
-                let Ok(read) = fs_err::read_dir(dir.join(base)) else { continue };
-                let mut names: Vec<String> =
-                    read.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| matcher.is_match(n)).collect();
+                let matcher = globset::Glob::new(part)
+                    .map_err(|e| format!("bad pattern `{pattern}`: {e}"))?
+                    .compile_matcher();
+                let Ok(read) = fs_err::read_dir(dir.join(base)) else {
+                    continue;
+                };
+                let mut names: Vec<String> = read
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| matcher.is_match(n))
+                    .collect();
                 names.sort();
                 next.extend(names.into_iter().map(|n| join(base, &n)));
             } else if fs_err::symlink_metadata(dir.join(base).join(part)).is_ok() {
@@ -284,21 +330,35 @@ fn write_item(root: &Root, item: &Item) -> Result<(), String> {
     if item.target.is_empty() {
         return Ok(()); // the image root itself keeps its metadata
     }
+    // The parent is resolved inside the image first: an image symlink on the way (`/app -> /opt/app`)
+    // is followed as Docker follows it, but only ever to a place inside the root.
+    let mut resolved = PathBuf::from(item.target.as_str());
     if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-        root.mkdir_all(parent, 0o755, item.uid, item.gid).map_err(err)?;
+        let parent = root.resolve_in_root(parent).map_err(err)?;
+        let parent = parent.strip_prefix("/").unwrap_or(&parent).to_owned();
+        if !parent.as_os_str().is_empty() {
+            root.mkdir_all(&parent, 0o755, item.uid, item.gid).map_err(err)?;
+        }
+        resolved = parent.join(rel.file_name().unwrap_or_default());
     }
+    let rel = resolved.as_path();
     match &item.kind {
         ItemKind::Dir => {
             root.mkdir_all(rel, item.mode, item.uid, item.gid).map_err(err)?;
         }
         ItemKind::Symlink(target) => {
             let _ = root.remove_all(rel);
-            root.symlink(rel, Path::new(target), item.uid, item.gid).map_err(err)?;
+            root.symlink(rel, Path::new(target), item.uid, item.gid)
+                .map_err(err)?;
         }
         ItemKind::File(from) => {
-            let mut out = root.create_file(rel, item.mode, item.uid, item.gid).map_err(err)?;
+            let mut out = root
+                .create_file(rel, item.mode, item.uid, item.gid)
+                .map_err(err)?;
             match from {
-                FileFrom::Bytes(bytes) => std::io::Write::write_all(&mut out, bytes).map_err(|e| e.to_string())?,
+                FileFrom::Bytes(bytes) => {
+                    std::io::Write::write_all(&mut out, bytes).map_err(|e| e.to_string())?
+                }
                 FileFrom::Path(path) => {
                     let mut input = fs_err::File::open(path).map_err(|e| e.to_string())?;
                     copy_file(&mut input, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;

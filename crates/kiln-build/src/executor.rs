@@ -162,11 +162,21 @@ impl<'a> Builder<'a> {
     /// A builder on `store`, keeping its state (unpacked layers, cache records, cache mounts) in
     /// `<store>/kiln-build`.
     pub fn new(store: &'a ImageStore, runtime: &'a dyn Runtime, events: &'a dyn Events) -> Builder<'a> {
-        Builder { store, state: store.root().join("kiln-build"), runtime, events }
+        Builder {
+            store,
+            state: store.root().join("kiln-build"),
+            runtime,
+            events,
+        }
     }
 
     /// Builds `dockerfile` (its text) with `context`; returns the manifest stored.
-    pub fn build(&self, dockerfile: &str, context: &BuildContext, options: &BuildOptions) -> Result<BuildOutput, BuildError> {
+    pub fn build(
+        &self,
+        dockerfile: &str,
+        context: &BuildContext,
+        options: &BuildOptions,
+    ) -> Result<BuildOutput, BuildError> {
         let mut eval = EvalOptions {
             build_args: options.build_args.clone(),
             target: options.target.clone(),
@@ -179,7 +189,8 @@ impl<'a> Builder<'a> {
         let mut bases = BTreeMap::new();
         for (reference, at) in base_references(&first, &options.file_label) {
             let base = self.load_base(&reference, options.aliases.get(&reference), &at)?;
-            eval.base_images.insert(reference.clone(), base.config.dockerfile.clone());
+            eval.base_images
+                .insert(reference.clone(), base.config.dockerfile.clone());
             bases.insert(reference, base);
         }
         let description = kiln_dockerfile::evaluate(dockerfile, &eval)?;
@@ -210,8 +221,16 @@ impl<'a> Builder<'a> {
         result
     }
 
-    fn load_base(&self, reference: &str, alias: Option<&String>, at: &StepAt) -> Result<BaseImage, BuildError> {
-        let missing = || BuildError::MissingBase { at: at.clone(), reference: reference.to_owned() };
+    fn load_base(
+        &self,
+        reference: &str,
+        alias: Option<&String>,
+        at: &StepAt,
+    ) -> Result<BaseImage, BuildError> {
+        let missing = || BuildError::MissingBase {
+            at: at.clone(),
+            reference: reference.to_owned(),
+        };
         let name = match alias {
             Some(name) => name.clone(),
             None => kiln_oci::image::normalize_name(reference).map_err(|_| missing())?,
@@ -239,9 +258,16 @@ impl<'a> Builder<'a> {
             .layers
             .iter()
             .zip(diff_ids)
-            .map(|(blob, diff_id)| LayerRecord { blob: blob.clone(), diff_id })
+            .map(|(blob, diff_id)| LayerRecord {
+                blob: blob.clone(),
+                diff_id,
+            })
             .collect();
-        Ok(BaseImage { manifest_digest: image.manifest_descriptor.digest, layers, config: read_base_config(&raw) })
+        Ok(BaseImage {
+            manifest_digest: image.manifest_descriptor.digest,
+            layers,
+            config: read_base_config(&raw),
+        })
     }
 }
 
@@ -250,11 +276,19 @@ fn step_at(file: &str, step: &Step) -> StepAt {
     if instruction.len() < step.source.len() {
         instruction.push('…');
     }
-    StepAt { file: file.to_owned(), line: step.location.start_line, instruction }
+    StepAt {
+        file: file.to_owned(),
+        line: step.location.start_line,
+        instruction,
+    }
 }
 
 fn stage_at(file: &str, stage: &Stage) -> StepAt {
-    StepAt { file: file.to_owned(), line: stage.location.start_line, instruction: format!("FROM (stage {})", stage.index) }
+    StepAt {
+        file: file.to_owned(),
+        line: stage.location.start_line,
+        instruction: format!("FROM (stage {})", stage.index),
+    }
 }
 
 /// Every image reference a build reads: stage bases, `COPY --from` and `--mount from=` images.
@@ -272,7 +306,9 @@ fn base_references(description: &BuildDescription, file: &str) -> Vec<(String, S
         }
         for step in &stage.instructions {
             let sources: Vec<&Source> = match &step.args {
-                StepArgs::Copy { from: Some(source), .. } => vec![source],
+                StepArgs::Copy {
+                    from: Some(source), ..
+                } => vec![source],
                 StepArgs::Run { mount_sources, .. } => mount_sources.iter().collect(),
                 _ => Vec::new(),
             };
@@ -307,10 +343,16 @@ impl Run<'_> {
         }
         let target = self.description.target.index;
         let state = self.done.get(&target).cloned().ok_or_else(|| {
-            BuildError::io(Path::new(self.file()), format!("target stage {target} was not built"))
+            BuildError::io(
+                Path::new(self.file()),
+                format!("target stage {target} was not built"),
+            )
         })?;
-        let stage_config =
-            stages.iter().find(|s| s.index == target).map(|s| s.config.clone()).unwrap_or_default();
+        let stage_config = stages
+            .iter()
+            .find(|s| s.index == target)
+            .map(|s| s.config.clone())
+            .unwrap_or_default();
         let (os, arch) = kiln_oci::host_platform();
         let mut platform = Map::new();
         platform.insert("architecture".into(), Value::from(arch));
@@ -354,10 +396,14 @@ impl Run<'_> {
                 workdir: None,
             },
             Base::Image { reference } | Base::Parent { reference } => {
-                let base = self.bases.get(reference).cloned().ok_or_else(|| BuildError::MissingBase {
-                    at: stage_at(self.file(), stage),
-                    reference: reference.clone(),
-                })?;
+                let base = self
+                    .bases
+                    .get(reference)
+                    .cloned()
+                    .ok_or_else(|| BuildError::MissingBase {
+                        at: stage_at(self.file(), stage),
+                        reference: reference.clone(),
+                    })?;
                 StageState {
                     layers: base.layers.clone(),
                     key: StepKey::base(&base.manifest_digest.to_string()),
@@ -369,7 +415,10 @@ impl Run<'_> {
             }
             Base::Stage { index, .. } => {
                 let mut state = self.done.get(index).cloned().ok_or_else(|| {
-                    BuildError::step(&stage_at(self.file(), stage), format!("stage {index} was not built first"))
+                    BuildError::step(
+                        &stage_at(self.file(), stage),
+                        format!("stage {index} was not built first"),
+                    )
                 })?;
                 // The new stage's history continues the earlier stage's.
                 let mut history = std::mem::take(&mut state.history);
@@ -422,14 +471,24 @@ impl Run<'_> {
                 let user = state.user.clone();
                 let workdir = state.workdir.clone();
                 let at2 = at.clone();
-                return self.fs_step(stage, &at, state, description, created_by, move |run, root, merged| {
-                    run.execute(&step, &at2, root, merged, user.as_deref(), workdir.as_deref())
-                });
+                return self.fs_step(
+                    stage,
+                    &at,
+                    state,
+                    description,
+                    created_by,
+                    move |run, root, merged| {
+                        run.execute(&step, &at2, root, merged, user.as_deref(), workdir.as_deref())
+                    },
+                );
             }
             _ => {}
         }
         if step.keyword != "ARG" {
-            state.history.push(HistoryEntry { created_by, empty_layer: true });
+            state.history.push(HistoryEntry {
+                created_by,
+                empty_layer: true,
+            });
         }
         state.key = state.key.then(description.to_string().as_bytes());
         self.builder.events.step(stage, &at, StepStatus::Metadata);
@@ -447,7 +506,11 @@ impl Run<'_> {
     ) -> Result<(), BuildError> {
         let key = state.key.then(description.to_string().as_bytes());
         let blobs = self.builder.store.blobs();
-        let cached = if self.options.no_cache { None } else { self.cache.get(&key, blobs) };
+        let cached = if self.options.no_cache {
+            None
+        } else {
+            self.cache.get(&key, blobs)
+        };
         let layer = match cached {
             Some(step) => {
                 self.cached += 1;
@@ -462,14 +525,22 @@ impl Run<'_> {
                 let merged = snapshot.merged().to_owned();
                 action(self, &root, &merged)?;
                 drop(root);
-                let layer = snapshot.commit(blobs, self.options.compression, self.options.source_date_epoch, &self.layer_dirs)?;
+                let layer = snapshot.commit(
+                    blobs,
+                    self.options.compression,
+                    self.options.source_date_epoch,
+                    &self.layer_dirs,
+                )?;
                 self.cache.put(&key, &CachedStep { layer: layer.clone() })?;
                 self.executed += 1;
                 self.builder.events.step(stage, at, StepStatus::Done);
                 layer
             }
         };
-        state.history.push(HistoryEntry { created_by, empty_layer: layer.is_none() });
+        state.history.push(HistoryEntry {
+            created_by,
+            empty_layer: layer.is_none(),
+        });
         if let Some(layer) = layer {
             state.layers.push(layer);
         }
@@ -480,19 +551,25 @@ impl Run<'_> {
     /// The unpacked folders of `layers`, top-most first.
     fn lowers(&self, layers: &[LayerRecord]) -> Result<Vec<PathBuf>, BuildError> {
         let blobs = self.builder.store.blobs();
-        let mut out = layers.iter().map(|l| self.layer_dirs.ensure(blobs, l)).collect::<Result<Vec<_>, _>>()?;
+        let mut out = layers
+            .iter()
+            .map(|l| self.layer_dirs.ensure(blobs, l))
+            .collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }
 
     /// uid, gid and supplementary groups of `user` in the image at `root` (root when `None`).
     fn ids(&self, root: &Root, user: Option<&str>, at: &StepAt) -> Result<(u32, u32, Vec<u32>), BuildError> {
-        let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok((0, 0, Vec::new())) };
+        let Some(user) = user.filter(|u| !u.is_empty()) else {
+            return Ok((0, 0, Vec::new()));
+        };
         let (name, group) = match user.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (user, None),
         };
-        let ids = kiln_rootfs::users::lookup_user(root, name, group).map_err(|e| BuildError::step(at, e.to_string()))?;
+        let ids = kiln_rootfs::users::lookup_user(root, name, group)
+            .map_err(|e| BuildError::step(at, e.to_string()))?;
         Ok((ids.uid, ids.gid, ids.additional_gids))
     }
 
@@ -511,7 +588,11 @@ impl Run<'_> {
                 }
                 Some(source) => h.update(self.source_key(source, at)?.as_bytes()),
             },
-            StepArgs::Run { mounts, mount_sources, .. } => {
+            StepArgs::Run {
+                mounts,
+                mount_sources,
+                ..
+            } => {
                 let mut from = mount_sources.iter();
                 for mount in mounts {
                     if mount.from.is_some() {
@@ -540,7 +621,10 @@ impl Run<'_> {
                 .bases
                 .get(reference)
                 .map(|b| b.manifest_digest.to_string())
-                .ok_or_else(|| BuildError::MissingBase { at: at.clone(), reference: reference.clone() }),
+                .ok_or_else(|| BuildError::MissingBase {
+                    at: at.clone(),
+                    reference: reference.clone(),
+                }),
         }
     }
 
@@ -599,7 +683,17 @@ impl Run<'_> {
     ) -> Result<(), BuildError> {
         let workdir = workdir.unwrap_or("/").to_owned();
         match &step.args {
-            StepArgs::Copy { sources, heredocs, dest, from, chown, chmod, parents, exclude, .. } => {
+            StepArgs::Copy {
+                sources,
+                heredocs,
+                dest,
+                from,
+                chown,
+                chmod,
+                parents,
+                exclude,
+                ..
+            } => {
                 let owner = match chown {
                     Some(spec) => {
                         let (u, g) = match spec.split_once(':') {
@@ -617,7 +711,9 @@ impl Run<'_> {
                         u32::from_str_radix(text, 8)
                             .ok()
                             .filter(|m| *m <= 0o7777)
-                            .ok_or_else(|| BuildError::step(at, format!("--chmod `{text}` is not an octal mode")))?,
+                            .ok_or_else(|| {
+                                BuildError::step(at, format!("--chmod `{text}` is not an octal mode"))
+                            })?,
                     ),
                     None => None,
                 };
@@ -653,7 +749,16 @@ impl Run<'_> {
                 }
                 Ok(())
             }
-            StepArgs::Run { argv, env, mounts, mount_sources, network, security, heredocs, script_path } => {
+            StepArgs::Run {
+                argv,
+                env,
+                mounts,
+                mount_sources,
+                network,
+                security,
+                heredocs,
+                script_path,
+            } => {
                 let ids = self.ids(root, user, at)?;
                 let mut from_names = Vec::new();
                 let mut views = Vec::new();
@@ -665,10 +770,12 @@ impl Run<'_> {
                     views.push(view);
                 }
                 let sources = RunMounts { run: self };
-                let mut specs = crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
+                let mut specs =
+                    crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
                 if let (Some(path), Some(heredoc)) = (script_path, heredocs.first()) {
                     specs.push(
-                        crate::run::script_mount(path, heredoc, self.scratch.path()).map_err(|m| BuildError::step(at, m))?,
+                        crate::run::script_mount(path, heredoc, self.scratch.path())
+                            .map_err(|m| BuildError::step(at, m))?,
                     );
                 }
                 let network = crate::run::network(network.as_deref()).map_err(|m| BuildError::step(at, m))?;
@@ -716,11 +823,15 @@ impl Run<'_> {
                 .get(index)
                 .map(|s| s.layers.clone())
                 .ok_or_else(|| BuildError::step(at, format!("stage {index} was not built first"))),
-            Source::Image { reference } => self
-                .bases
-                .get(reference)
-                .map(|b| b.layers.clone())
-                .ok_or_else(|| BuildError::MissingBase { at: at.clone(), reference: reference.clone() }),
+            Source::Image { reference } => {
+                self.bases
+                    .get(reference)
+                    .map(|b| b.layers.clone())
+                    .ok_or_else(|| BuildError::MissingBase {
+                        at: at.clone(),
+                        reference: reference.clone(),
+                    })
+            }
         }
     }
 

@@ -25,7 +25,8 @@ impl LayerDirs {
     }
 
     fn path(&self, diff_id: &Digest) -> PathBuf {
-        self.dir.join(format!("{}-{}", diff_id.algorithm(), diff_id.hex()))
+        self.dir
+            .join(format!("{}-{}", diff_id.algorithm(), diff_id.hex()))
     }
 
     /// The unpacked folder of `layer`, unpacking its blob first if needed; the uncompressed stream must
@@ -37,11 +38,15 @@ impl LayerDirs {
         }
         fs_err::create_dir_all(&self.dir).map_err(|e| BuildError::io(&self.dir, e))?;
         let digest = &layer.blob.digest;
-        let file = blobs
-            .open_verified(digest)?
-            .ok_or_else(|| BuildError::io(&blobs.blob_path(digest), "the layer blob is missing from the store"))?;
+        let file = blobs.open_verified(digest)?.ok_or_else(|| {
+            BuildError::io(
+                &blobs.blob_path(digest),
+                "the layer blob is missing from the store",
+            )
+        })?;
         let path = blobs.blob_path(digest);
-        let (_, tar) = decompress(BufReader::with_capacity(1 << 20, file)).map_err(|e| BuildError::io(&path, e))?;
+        let (_, tar) =
+            decompress(BufReader::with_capacity(1 << 20, file)).map_err(|e| BuildError::io(&path, e))?;
         let mut hashing = HashingReader::new(tar);
         // Unpack next to the destination under a unique name, check the diff ID, then rename: a crash or a
         // bad layer never leaves a folder under the final name.
@@ -50,15 +55,22 @@ impl LayerDirs {
             .tempdir_in(&self.dir)
             .map_err(|e| BuildError::io(&self.dir, e))?;
         let target = staging.path().join("layer");
-        kiln_rootfs::unpack::unpack_layer(&mut hashing, &target, &kiln_rootfs::unpack::UnpackLimits::default())
-            .map_err(|e| BuildError::io(&path, format!("layer {digest}: {e}")))?;
+        kiln_rootfs::unpack::unpack_layer(
+            &mut hashing,
+            &target,
+            &kiln_rootfs::unpack::UnpackLimits::default(),
+        )
+        .map_err(|e| BuildError::io(&path, format!("layer {digest}: {e}")))?;
         // Drain what the tar reader left (padding after the end marker) so the diff ID covers every byte.
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| BuildError::io(&path, e))?;
         let (diff_id, _) = hashing.finish();
         if diff_id != layer.diff_id {
             return Err(BuildError::io(
                 &path,
-                format!("layer {digest} uncompresses to {diff_id}, but its image says {}", layer.diff_id),
+                format!(
+                    "layer {digest} uncompresses to {diff_id}, but its image says {}",
+                    layer.diff_id
+                ),
             ));
         }
         self.place(&target, &dest)?;

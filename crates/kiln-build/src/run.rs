@@ -21,39 +21,74 @@ pub trait MountSources {
 
 /// Turns `--mount`s into runtime mounts. `from_names` gives, per mount with a `from=`, the name of the
 /// stage/image to take it from (the evaluator's `mount_sources`, in order).
-pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSources) -> Result<Vec<MountSpec>, String> {
+pub fn mounts(
+    mounts: &[Mount],
+    from_names: &[String],
+    sources: &dyn MountSources,
+) -> Result<Vec<MountSpec>, String> {
     let mut out = Vec::new();
     let mut from_names = from_names.iter();
     for mount in mounts {
-        let from = if mount.from.is_some() { from_names.next().map(String::as_str) } else { None };
+        let from = if mount.from.is_some() {
+            from_names.next().map(String::as_str)
+        } else {
+            None
+        };
         let target = mount.target.clone().unwrap_or_default();
         match mount.kind {
             MountType::Bind => {
                 if !mount.readonly {
                     // BuildKit gives a writable bind a throwaway copy; binding the source itself would let
                     // the build write into the user's tree or another stage.
-                    return Err("read-write bind mounts (`rw`) are not supported yet; copy the files instead".to_owned());
+                    return Err(
+                        "read-write bind mounts (`rw`) are not supported yet; copy the files instead"
+                            .to_owned(),
+                    );
                 }
                 let base = sources.bind_source(from)?;
                 let sub = crate::context::clean(mount.source.as_deref().unwrap_or(""));
                 // Resolved inside the source root: a symlink there must not bind a host folder.
                 let root = kiln_rootfs::root::Root::open(&base).map_err(|e| e.to_string())?;
                 let source = root.resolve(Path::new(&sub)).map_err(|e| e.to_string())?;
-                out.push(MountSpec::Bind { source, destination: target, readonly: true });
+                out.push(MountSpec::Bind {
+                    source,
+                    destination: target,
+                    readonly: true,
+                });
             }
             MountType::Cache => {
                 let id = mount.id.clone().unwrap_or_else(|| target.clone());
                 let dir = sources.cache_dir(&id)?;
-                out.push(MountSpec::Bind { source: dir, destination: target, readonly: mount.readonly });
+                out.push(MountSpec::Bind {
+                    source: dir,
+                    destination: target,
+                    readonly: mount.readonly,
+                });
             }
-            MountType::Tmpfs => out.push(MountSpec::Tmpfs { destination: target, size: mount.size }),
+            MountType::Tmpfs => out.push(MountSpec::Tmpfs {
+                destination: target,
+                size: mount.size,
+            }),
             MountType::Secret => {
-                let id = mount.id.clone().unwrap_or_else(|| target.rsplit('/').next().unwrap_or_default().to_owned());
-                let destination = if target.is_empty() { format!("/run/secrets/{id}") } else { target };
+                let id = mount
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| target.rsplit('/').next().unwrap_or_default().to_owned());
+                let destination = if target.is_empty() {
+                    format!("/run/secrets/{id}")
+                } else {
+                    target
+                };
                 match sources.secret(&id) {
-                    Some(file) => out.push(MountSpec::Bind { source: file, destination, readonly: true }),
+                    Some(file) => out.push(MountSpec::Bind {
+                        source: file,
+                        destination,
+                        readonly: true,
+                    }),
                     None if mount.required => {
-                        return Err(format!("secret `{id}` is required but was not given (use --secret id={id},src=FILE)"));
+                        return Err(format!(
+                            "secret `{id}` is required but was not given (use --secret id={id},src=FILE)"
+                        ));
                     }
                     None => {}
                 }
@@ -70,7 +105,11 @@ pub fn script_mount(path: &str, heredoc: &HeredocFile, scratch: &Path) -> Result
     let file = scratch.join(format!("script-{}", heredoc.name.replace('/', "_")));
     fs_err::write(&file, heredoc.content.as_bytes()).map_err(|e| e.to_string())?;
     fs_err::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    Ok(MountSpec::Bind { source: file, destination: path.to_owned(), readonly: true })
+    Ok(MountSpec::Bind {
+        source: file,
+        destination: path.to_owned(),
+        readonly: true,
+    })
 }
 
 /// The network of a RUN: host unless `--network=none`.

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_oci::compress::{Compression, LayerWriter};
 use kiln_oci::BlobStore;
+use kiln_oci::compress::{Compression, LayerWriter};
 use kiln_rootfs::overlay::OverlayMount;
 
 use crate::cache::LayerRecord;
@@ -29,7 +29,10 @@ impl Snapshot {
     /// Mounts `lowers` (top-most first) with an empty upper folder under a new folder in `tmp_root`.
     pub fn mount(tmp_root: &Path, lowers: &[PathBuf]) -> Result<Snapshot, BuildError> {
         fs_err::create_dir_all(tmp_root).map_err(|e| BuildError::io(tmp_root, e))?;
-        let tmp = tempfile::Builder::new().prefix("step-").tempdir_in(tmp_root).map_err(|e| BuildError::io(tmp_root, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(tmp_root)
+            .map_err(|e| BuildError::io(tmp_root, e))?;
         let upper = tmp.path().join("upper");
         let work = tmp.path().join("work");
         let merged = tmp.path().join("merged");
@@ -38,7 +41,12 @@ impl Snapshot {
         }
         let mount = OverlayMount::mount(lowers, &upper, &work, &merged)
             .map_err(|e| BuildError::io(&merged, format!("cannot mount the step's overlay: {e}")))?;
-        Ok(Snapshot { tmp, upper, merged, mount: Some(mount) })
+        Ok(Snapshot {
+            tmp,
+            upper,
+            merged,
+            mount: Some(mount),
+        })
     }
 
     /// The merged root filesystem.
@@ -63,18 +71,26 @@ impl Snapshot {
         layer_dirs: &LayerDirs,
     ) -> Result<Option<LayerRecord>, BuildError> {
         self.unmount()?;
-        let empty = fs_err::read_dir(&self.upper).map_err(|e| BuildError::io(&self.upper, e))?.next().is_none();
+        let empty = fs_err::read_dir(&self.upper)
+            .map_err(|e| BuildError::io(&self.upper, e))?
+            .next()
+            .is_none();
         if empty {
             return Ok(None);
         }
         let mut writer = LayerWriter::new(blobs, compression)?;
-        let options = kiln_rootfs::capture::CaptureOptions { source_date_epoch: Some(source_date_epoch) };
+        let options = kiln_rootfs::capture::CaptureOptions {
+            source_date_epoch: Some(source_date_epoch),
+        };
         kiln_rootfs::capture::capture_layer(&self.upper, &mut writer, &options)
             .map_err(|e| BuildError::io(&self.upper, format!("cannot capture the step's changes: {e}")))?;
         let stored = writer.finish()?;
         layer_dirs.adopt(&self.upper, &stored.diff_id)?;
         let _ = &self.tmp;
-        Ok(Some(LayerRecord { blob: stored.descriptor, diff_id: stored.diff_id }))
+        Ok(Some(LayerRecord {
+            blob: stored.descriptor,
+            diff_id: stored.diff_id,
+        }))
     }
 }
 

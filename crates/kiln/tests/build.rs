@@ -88,22 +88,40 @@ impl Fixture {
         serde_json::from_str::<Value>(&out).unwrap()[0].clone()
     }
 
-    /// The image's root filesystem as umoci unpacks it (an independent reader of kiln's layers).
+    /// The image's root filesystem as umoci unpacks it (an independent reader of kiln's layers). umoci
+    /// 0.4 cannot read zstd layers, so the image goes the way docs/peers.md shows: docker-archive, then
+    /// `skopeo copy` to an OCI layout, then `umoci unpack`.
     fn unpack(&self, name: &str) -> Option<PathBuf> {
-        if !require_tool("umoci") {
+        if !require_tool("umoci") || !require_tool("skopeo") {
             return None;
         }
-        let layout = self.path(&format!("layout-{}", name.replace([':', '/'], "-")));
-        self.ok(&["image", "export", name, "-o", layout.to_str().unwrap()]);
-        let bundle = self.path(&format!("bundle-{}", name.replace([':', '/'], "-")));
-        let tag = name.rsplit(':').next().unwrap();
+        let slug = name.replace([':', '/'], "-");
+        let archive = self.path(&format!("{slug}.tar"));
+        self.ok(&["image", "export", name, "-o", archive.to_str().unwrap()]);
+        let layout = self.path(&format!("layout-{slug}"));
+        let out = Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("oci:{}:x", layout.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bundle = self.path(&format!("bundle-{slug}"));
         let out = Command::new("umoci")
             .args(["unpack", "--image"])
-            .arg(format!("{}:{tag}", layout.display()))
+            .arg(format!("{}:x", layout.display()))
             .arg(&bundle)
             .output()
             .unwrap();
-        assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "umoci unpack: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(bundle.join("rootfs"))
     }
 }
@@ -122,7 +140,7 @@ fn builds_copy_run_and_metadata_and_podman_runs_the_result() {
          ENV GREETING=hi\n\
          COPY hello.txt /srv/\n\
          COPY sub /srv/sub\n\
-         RUN echo \"$GREETING $(cat /srv/hello.txt)\" > /srv/run.txt && adduser -D -H -u 1234 app\n\
+         RUN echo \"$GREETING $(cat /srv/hello.txt)\" > /srv/run.txt && echo app:x:1234:1234::/srv:/bin/sh >> /etc/passwd\n\
          USER app\n\
          WORKDIR /srv/work\n\
          RUN id -u > /tmp/uid && pwd > /tmp/pwd\n\
@@ -133,24 +151,48 @@ fn builds_copy_run_and_metadata_and_podman_runs_the_result() {
     assert_eq!(summary["status"], "built");
     let rootfs = f.unpack("localhost/app:1");
     if let Some(rootfs) = &rootfs {
-        assert_eq!(fs_err::read_to_string(rootfs.join("srv/run.txt")).unwrap(), "hi hello from the context\n");
-        assert_eq!(fs_err::read_to_string(rootfs.join("srv/sub/data.txt")).unwrap(), "data\n");
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("srv/run.txt")).unwrap(),
+            "hi hello from the context\n"
+        );
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("srv/sub/data.txt")).unwrap(),
+            "data\n"
+        );
         assert_eq!(fs_err::read_to_string(rootfs.join("tmp/uid")).unwrap(), "1234\n");
-        assert_eq!(fs_err::read_to_string(rootfs.join("tmp/pwd")).unwrap(), "/srv/work\n");
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("tmp/pwd")).unwrap(),
+            "/srv/work\n"
+        );
         assert!(rootfs.join("srv/work").is_dir());
         // runc's mount points for /etc/resolv.conf and friends are not left in the image.
-        assert!(!rootfs.join("etc/resolv.conf").exists(), "mount stubs leaked into the layer");
+        assert!(
+            !rootfs.join("etc/resolv.conf").exists(),
+            "mount stubs leaked into the layer"
+        );
     }
     let inspect: Value = serde_json::from_str(&f.ok(&["image", "inspect", "localhost/app:1"])).unwrap();
     let config = &inspect["config"]["config"];
     assert_eq!(config["User"], "app");
     assert_eq!(config["WorkingDir"], "/srv/work");
     assert_eq!(config["Cmd"], serde_json::json!(["cat", "/srv/run.txt"]));
-    assert!(config["Env"].as_array().unwrap().iter().any(|e| e == "GREETING=hi"));
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hi")
+    );
 
     // podman loads the image.tar.zst artifact and runs the CMD.
     let archive = f.path("app.tar.zst");
-    f.ok(&["image", "export", "localhost/app:1", "-o", archive.to_str().unwrap()]);
+    f.ok(&[
+        "image",
+        "export",
+        "localhost/app:1",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
     if require_tool("podman") {
         let podman = Podman::new(f.tmp.path());
         let loaded = podman.run(&["load", "-i", archive.to_str().unwrap()]);
@@ -160,13 +202,27 @@ fn builds_copy_run_and_metadata_and_podman_runs_the_result() {
     }
     if require_tool("skopeo") {
         let out = Command::new("skopeo")
-            .args(["inspect", &format!("docker-archive:{}", f.path("plain.tar").display())])
+            .args([
+                "inspect",
+                &format!("docker-archive:{}", f.path("plain.tar").display()),
+            ])
             .output();
         let _ = out; // (the .tar form is checked below)
         let plain = f.path("plain.tar");
-        f.ok(&["image", "export", "localhost/app:1", "-o", plain.to_str().unwrap()]);
+        f.ok(&[
+            "image",
+            "export",
+            "localhost/app:1",
+            "-o",
+            plain.to_str().unwrap(),
+        ]);
         let out = Command::new("skopeo")
-            .args(["inspect", "--raw", "--config", &format!("docker-archive:{}", plain.display())])
+            .args([
+                "inspect",
+                "--raw",
+                "--config",
+                &format!("docker-archive:{}", plain.display()),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -208,7 +264,11 @@ impl Podman {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("podman").args(args).envs(self.env.iter().map(|(k, v)| (k, v))).output().unwrap();
+        let out = Command::new("podman")
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "podman {args:?}: {}\n{}",
@@ -240,12 +300,23 @@ fn a_rebuild_runs_nothing_and_a_clean_rebuild_gives_the_same_digest() {
     let stable = "FROM busybox:test\nCOPY a.txt /a.txt\nRUN touch /marker && mkdir -p /d && echo x > /d/x\n";
     let one = f.build(stable, "ctx", "localhost/s:1");
     let out = f.ok(&[
-        "build", "--no-cache", "-f", f.path("ctx/Dockerfile").to_str().unwrap(), "--context",
-        f.path("ctx").to_str().unwrap(), "-t", "localhost/s:2", "--json",
+        "build",
+        "--no-cache",
+        "-f",
+        f.path("ctx/Dockerfile").to_str().unwrap(),
+        "--context",
+        f.path("ctx").to_str().unwrap(),
+        "-t",
+        "localhost/s:2",
+        "--json",
     ]);
     let two: Value = serde_json::from_str::<Value>(&out).unwrap()[0].clone();
     assert_eq!(two["steps_run"], 2);
-    assert_eq!(digest(&one), digest(&two), "two clean builds of the same inputs differ");
+    assert_eq!(
+        digest(&one),
+        digest(&two),
+        "two clean builds of the same inputs differ"
+    );
 }
 
 #[test]
@@ -269,10 +340,21 @@ fn multi_stage_whiteouts_and_onbuild() {
         "ctx",
         "localhost/child:1",
     );
-    let Some(rootfs) = f.unpack("localhost/child:1") else { return };
-    assert_eq!(fs_err::read_to_string(rootfs.join("artifact")).unwrap(), "built\n");
-    assert_eq!(fs_err::read_to_string(rootfs.join("onbuild.txt")).unwrap(), "triggered\n");
-    assert!(!rootfs.join("opt/data/one").exists(), "the whiteout did not remove the lower file");
+    let Some(rootfs) = f.unpack("localhost/child:1") else {
+        return;
+    };
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("artifact")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("onbuild.txt")).unwrap(),
+        "triggered\n"
+    );
+    assert!(
+        !rootfs.join("opt/data/one").exists(),
+        "the whiteout did not remove the lower file"
+    );
     assert!(rootfs.join("opt/data/two").exists());
     assert!(!rootfs.join("etc/group").exists());
     assert_eq!(fs_err::read_to_string(rootfs.join("keep.txt")).unwrap(), "keep\n");
@@ -286,12 +368,18 @@ fn copy_through_an_image_symlink_stays_inside_the_image() {
     f.write("ctx/payload", "payload\n");
     // The image has /escape pointing at an absolute path that exists on the host.
     let dockerfile = format!(
-        "FROM busybox:test\nRUN ln -s {0} /escape && ln -s ../../../../../.. /up\nCOPY payload /escape/payload\nCOPY payload /up/tmp/up-payload\n",
+        "FROM busybox:test\nRUN mkdir -p {0} && ln -s {0} /escape && ln -s ../../../../../.. /up\nCOPY payload /escape/payload\nCOPY payload /up/tmp/up-payload\n",
         host_dir.display()
     );
     f.build(&dockerfile, "ctx", "localhost/escape:1");
-    assert!(!host_dir.join("payload").exists(), "COPY wrote through the image's symlink onto the host");
-    assert!(!Path::new("/tmp/up-payload").exists(), "COPY climbed out of the image root");
+    assert!(
+        !host_dir.join("payload").exists(),
+        "COPY wrote through the image's symlink onto the host"
+    );
+    assert!(
+        !Path::new("/tmp/up-payload").exists(),
+        "COPY climbed out of the image root"
+    );
     if let Some(rootfs) = f.unpack("localhost/escape:1") {
         let inside = rootfs.join(host_dir.strip_prefix("/").unwrap()).join("payload");
         assert_eq!(fs_err::read_to_string(inside).unwrap(), "payload\n");
@@ -302,22 +390,37 @@ fn copy_through_an_image_symlink_stays_inside_the_image() {
 #[test]
 fn a_failing_run_names_its_line_and_exit_code_and_tags_nothing() {
     let Some(f) = Fixture::new() else { return };
-    let file = f.write("bad/Dockerfile", "FROM busybox:test\nRUN echo output-before-failure && exit 3\n");
+    let file = f.write(
+        "bad/Dockerfile",
+        "FROM busybox:test\nRUN echo output-before-failure && exit 3\n",
+    );
     let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/bad:1"]);
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains("exited with code 3"), "{err}");
-    assert!(err.contains("output-before-failure"), "RUN output is streamed: {err}");
+    assert!(
+        err.contains("output-before-failure"),
+        "RUN output is streamed: {err}"
+    );
     let missing = f.fails(&["image", "inspect", "localhost/bad:1"]);
     assert!(missing.contains("localhost/bad:1"), "{missing}");
     let file = f.write("nobase/Dockerfile", "FROM nowhere/none:1\nRUN true\n");
     let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/x:1"]);
-    assert!(err.contains("Dockerfile:1") && err.contains("nowhere/none:1") && err.contains("kiln image import"), "{err}");
+    assert!(
+        err.contains("Dockerfile:1") && err.contains("nowhere/none:1") && err.contains("kiln image import"),
+        "{err}"
+    );
 }
 
 #[test]
 fn builds_the_in_tree_example_and_the_plan_turns_to_cached() {
     let Some(f) = Fixture::new() else { return };
-    f.ok(&["image", "export", "busybox:test", "-o", f.path("bb.tar").to_str().unwrap()]);
+    f.ok(&[
+        "image",
+        "export",
+        "busybox:test",
+        "-o",
+        f.path("bb.tar").to_str().unwrap(),
+    ]);
     let repo = f.path("repo");
     let copy = Command::new("cp")
         .arg("-r")
@@ -329,24 +432,49 @@ fn builds_the_in_tree_example_and_the_plan_turns_to_cached() {
     let _ = fs_err::remove_dir_all(repo.join(".kiln"));
     let state = f.path("state");
     let kiln = |args: &[&str]| {
-        let mut all = vec!["-C", repo.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+        let mut all = vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
         all.extend_from_slice(args);
         all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let run = |args: Vec<String>| f.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    run(kiln(&["image", "import", f.path("bb.tar").to_str().unwrap(), "-t", "busybox:example"]));
+    run(kiln(&[
+        "image",
+        "import",
+        f.path("bb.tar").to_str().unwrap(),
+        "-t",
+        "busybox:example",
+    ]));
     let built: Value = serde_json::from_str(&run(kiln(&["build", "--all", "--json"]))).unwrap();
-    let names: Vec<&str> = built.as_array().unwrap().iter().map(|s| s["image"].as_str().unwrap()).collect();
+    let names: Vec<&str> = built
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["image"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["base", "runtime", "api", "worker", "worker-arm64"]);
     assert!(built.as_array().unwrap().iter().all(|s| s["status"] == "built"));
     let artifact = state.join("artifacts/api/image.tar.zst");
     assert!(artifact.is_file());
     let plan: Value = serde_json::from_str(&run(kiln(&["plan", "--json"]))).unwrap();
-    assert!(plan.as_array().unwrap().iter().all(|e| e["status"] == "cached"), "{plan}");
+    assert!(
+        plan.as_array().unwrap().iter().all(|e| e["status"] == "cached"),
+        "{plan}"
+    );
     let again: Value = serde_json::from_str(&run(kiln(&["build", "--all", "--json"]))).unwrap();
-    assert!(again.as_array().unwrap().iter().all(|s| s["status"] == "cached"), "{again}");
+    assert!(
+        again.as_array().unwrap().iter().all(|s| s["status"] == "cached"),
+        "{again}"
+    );
     if let Some(rootfs) = f.unpack(&format!("kiln/api:{}", plan[2]["cache_digest"].as_str().unwrap())) {
-        assert_eq!(fs_err::read_to_string(rootfs.join("etc/shop/release")).unwrap(), "shop base 1\n");
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("etc/shop/release")).unwrap(),
+            "shop base 1\n"
+        );
         assert!(rootfs.join("srv/api/app.sh").is_file());
         assert!(rootfs.join("srv/bin/shop-version").is_file());
     }

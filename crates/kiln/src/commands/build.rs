@@ -37,13 +37,19 @@ impl Events for StderrEvents {
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
         let line = match status {
             StepStatus::Metadata => return,
-            StepStatus::Cached => format!("[{}] CACHED {}:{} {}", self.image, at.file, at.line, at.instruction),
+            StepStatus::Cached => format!(
+                "[{}] CACHED {}:{} {}",
+                self.image, at.file, at.line, at.instruction
+            ),
             StepStatus::Running => {
                 *started = Some(Instant::now());
                 format!("[{}] {}:{} {}", self.image, at.file, at.line, at.instruction)
             }
             StepStatus::Done => {
-                let took = started.take().map(|s| s.elapsed().as_secs_f64()).unwrap_or_default();
+                let took = started
+                    .take()
+                    .map(|s| s.elapsed().as_secs_f64())
+                    .unwrap_or_default();
                 format!("[{}] done in {took:.2}s", self.image)
             }
         };
@@ -70,7 +76,10 @@ fn parse_pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>>
 fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for item in items {
-        let fields = parse_pairs(&item.split(',').map(str::to_owned).collect::<Vec<_>>(), "--secret field")?;
+        let fields = parse_pairs(
+            &item.split(',').map(str::to_owned).collect::<Vec<_>>(),
+            "--secret field",
+        )?;
         let (Some(id), Some(src)) = (fields.get("id"), fields.get("src").or(fields.get("source"))) else {
             bail!("--secret `{item}` needs id=ID,src=FILE");
         };
@@ -125,7 +134,11 @@ fn print_summary(args: &BuildArgs, summaries: &[Summary]) -> Result<()> {
             return writeln!(out);
         }
         let width = summaries.iter().map(|s| s.image.len()).max().unwrap_or(5).max(5);
-        writeln!(out, "{:width$}  {:7}  {:19}  {:>10}  {:>7}  STEPS RUN/CACHED", "IMAGE", "STATUS", "DIGEST", "SIZE", "TIME")?;
+        writeln!(
+            out,
+            "{:width$}  {:7}  {:19}  {:>10}  {:>7}  STEPS RUN/CACHED",
+            "IMAGE", "STATUS", "DIGEST", "SIZE", "TIME"
+        )?;
         for s in summaries {
             writeln!(
                 out,
@@ -164,7 +177,9 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
     let text = fs_err::read_to_string(dockerfile)?;
     let context_dir = match &args.context {
         Some(dir) => dir.clone(),
-        None => dockerfile.parent().map_or_else(|| PathBuf::from("."), Path::to_owned),
+        None => dockerfile
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_owned),
     };
     if !context_dir.is_dir() {
         bail!("the build context {} is not a folder", context_dir.display());
@@ -177,10 +192,17 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         .iter()
         .map(|t| kiln_oci::image::normalize_name(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let name = tags.first().cloned().unwrap_or_else(|| "kiln-build:latest".to_owned());
+    let name = tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "kiln-build:latest".to_owned());
     let started = Instant::now();
     let options = options(args, dockerfile.display().to_string())?;
-    let events = StderrEvents { image: name.clone(), quiet: global.quiet, started: Mutex::new(None) };
+    let events = StderrEvents {
+        image: name.clone(),
+        quiet: global.quiet,
+        started: Mutex::new(None),
+    };
     let runtime = runtime(args);
     let built = Builder::new(&store, &runtime, &events).build(&text, &context, &options)?;
     for tag in &tags {
@@ -213,7 +235,11 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
 /// prefers the latter).
 fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Option<kiln_tree::DockerIgnore>> {
     let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
-    let path = if specific.is_file() { specific } else { context.join(".dockerignore") };
+    let path = if specific.is_file() {
+        specific
+    } else {
+        context.join(".dockerignore")
+    };
     if !path.is_file() {
         return Ok(None);
     }
@@ -233,20 +259,30 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     if args.names.is_empty() && !args.all {
         bail!("name the images to build, or use --all");
     }
-    let names: Vec<String> =
-        if args.all { ws.repo.images.iter().map(|i| i.name.clone()).collect() } else { args.names.clone() };
+    let names: Vec<String> = if args.all {
+        ws.repo.images.iter().map(|i| i.name.clone()).collect()
+    } else {
+        args.names.clone()
+    };
     let config = &ws.repo.config;
     let scope = RunScope::from_args(&args.scope, config.index.max_level)?;
     let entries = hash_and_route(ws, &names, &scope)?;
     let index = ws.index_for_writing()?;
     let lookups: Vec<Lookup<'_>> = entries
         .iter()
-        .map(|e| Lookup { name: &e.image.name, parent: e.image.parent.as_deref(), routes: &e.lookup })
+        .map(|e| Lookup {
+            name: &e.image.name,
+            parent: e.image.parent.as_deref(),
+            routes: &e.lookup,
+        })
         .collect();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let statuses = resolve(&index, &lookups, now)?;
     let store = open_store(global)?;
-    let artifacts = args.artifacts.clone().unwrap_or_else(|| ws.state_dir.join("artifacts"));
+    let artifacts = args
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| ws.state_dir.join("artifacts"));
     let runtime = runtime(args);
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
 
@@ -257,10 +293,14 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         let name = entry.image.name.as_str();
         let in_store = store.get(&store_name(name, &entry.hashes.digest.hex))?.is_some();
         let needed_by_child = build.iter().any(|b| {
-            entries.iter().any(|e| e.image.name == *b && e.image.parent.as_deref() == Some(name))
+            entries
+                .iter()
+                .any(|e| e.image.name == *b && e.image.parent.as_deref() == Some(name))
         });
         let planned = matches!(status, Status::Build(_)) || (args.force && wanted.contains(name));
-        if (planned && (wanted.contains(name) || !in_store || needed_by_child)) || (needed_by_child && !in_store) {
+        if (planned && (wanted.contains(name) || !in_store || needed_by_child))
+            || (needed_by_child && !in_store)
+        {
             build.insert(name.to_owned());
         }
     }
@@ -293,7 +333,12 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         let started = Instant::now();
         let tree_context = kiln_tree::collect(config, entry.image)?;
         let context = BuildContext::from_tree(&tree_context);
-        let dockerfile = match tree_context.entries.iter().find(|e| e.name == "Dockerfile").map(|e| &e.source) {
+        let dockerfile = match tree_context
+            .entries
+            .iter()
+            .find(|e| e.name == "Dockerfile")
+            .map(|e| &e.source)
+        {
             Some(kiln_tree::Source::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
             _ => bail!("image `{name}` has no Dockerfile in its context"),
         };
@@ -308,23 +353,46 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
                 .with_context(|| format!("parent `{parent}` of `{name}` was not planned"))?;
             let parent_ref = store_name(parent, &parent_entry.hashes.digest.hex);
             if store.get(&parent_ref)?.is_none() {
-                bail!("parent image `{parent}` of `{name}` is not in the store {}", store.root().display());
+                bail!(
+                    "parent image `{parent}` of `{name}` is not in the store {}",
+                    store.root().display()
+                );
             }
             options.parent_image = Some(parent_ref.clone());
             options.aliases.insert(parent.clone(), parent_ref);
         }
-        let events = StderrEvents { image: name.clone(), quiet: global.quiet, started: Mutex::new(None) };
+        let events = StderrEvents {
+            image: name.clone(),
+            quiet: global.quiet,
+            started: Mutex::new(None),
+        };
         let built = Builder::new(&store, &runtime, &events)
             .build(&dockerfile, &context, &options)
             .with_context(|| format!("building image `{name}`"))?;
         store.set_ref(&store_name(&name, digest), &built.manifest)?;
         let artifact = artifacts.join(&name).join("image.tar.zst");
         fs_err::create_dir_all(artifacts.join(&name))?;
-        export(&store, &store_name(&name, digest), &artifact, ExportFormat::DockerArchive { zstd: true })?;
+        export(
+            &store,
+            &store_name(&name, digest),
+            &artifact,
+            ExportFormat::DockerArchive { zstd: true },
+        )?;
         let artifact_digest = file_digest(&artifact)?;
-        let routes = if entry.routes.is_empty() { Vec::new() } else { entry.routes.clone() };
+        let routes = if entry.routes.is_empty() {
+            Vec::new()
+        } else {
+            entry.routes.clone()
+        };
         if !routes.is_empty() {
-            record(ws, &index, entry, &scope, &built.manifest.digest.to_string(), &artifact_digest)?;
+            record(
+                ws,
+                &index,
+                entry,
+                &scope,
+                &built.manifest.digest.to_string(),
+                &artifact_digest,
+            )?;
         }
         summaries.push(Summary {
             image: name,
