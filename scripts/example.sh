@@ -23,7 +23,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 cargo build --release -q -p kiln
-kiln() { target/release/kiln -C examples/shop "$@"; }
+bin="${CARGO_TARGET_DIR:-target}/release/kiln"
+kiln() { "$bin" -C examples/shop "$@"; }
 
 # The example's base image: a 2 MB busybox root filesystem imported as busybox:example.
 if ! kiln image inspect busybox:example >/dev/null 2>&1; then
@@ -44,5 +45,5 @@ echo "== build --all"
 kiln build --all
 echo "== plan again: everything is cached now"
 kiln plan
-echo "== run the api image's command with runc (through the artifact kiln wrote)"
+echo "== artifacts (zstd-compressed docker-archives: podman load -i FILE)"
 ls -l examples/shop/.kiln/artifacts/*/image.tar.zst
