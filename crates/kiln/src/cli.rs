@@ -164,21 +164,35 @@ pub struct GcArgs {
 }
 
 /// `kiln serve --listen 127.0.0.1:5000 --root DIR`: a command shape other tools script against.
+///
+/// Every option can also be set in a TOML file given with --config (docs/registry-config.md); a flag given
+/// on the command line wins over the file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on (`IP:PORT`; port 0 picks a free one, printed on stderr at start).
-    /// Anything but a loopback address needs --allow-anonymous-push until authentication exists.
-    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:5000")]
-    pub listen: SocketAddr,
+    /// Read settings from this TOML file (keys mirror the flags: `listen`, `root`, `[auth] mode`, …;
+    /// see docs/registry-config.md). Flags given on the command line win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address and port to listen on (`IP:PORT`; port 0 picks a free one, printed on stderr at start)
+    /// [default: 127.0.0.1:5000]. On anything but a loopback address kiln refuses to start in `open` auth
+    /// mode unless --allow-anonymous-push is given.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<SocketAddr>,
 
     /// Folder holding the registry's blobs, manifests, tags and uploads (created if absent; layout in
-    /// docs/registry-storage.md).
+    /// docs/registry-storage.md). Required, here or as `root` in the config file.
     #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
+    pub root: Option<PathBuf>,
 
-    /// Allow anyone who can reach a non-loopback --listen address to push and delete (no authentication).
+    /// Allow anyone who can reach a non-loopback --listen address to push and delete (`open` auth mode
+    /// off loopback).
     #[arg(long)]
     pub allow_anonymous_push: bool,
+
+    /// The largest manifest accepted, in bytes (larger: 413) [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub max_manifest_size: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -2,37 +2,33 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, bail};
-use kiln_registry::{FsStorage, RegistryConfig};
+use anyhow::{Context as _, Result};
+use kiln_registry::FsStorage;
 
 use crate::cli::ServeArgs;
 
+mod config;
+
 pub fn run(args: &ServeArgs) -> Result<()> {
-    if !args.listen.ip().is_loopback() && !args.allow_anonymous_push {
-        bail!(
-            "refusing to serve on non-loopback address {} without authentication; \
-             pass --allow-anonymous-push to let anyone who reaches it push and delete",
-            args.listen
-        );
-    }
-    let storage = FsStorage::open(&args.root)
-        .with_context(|| format!("cannot open registry root {}", args.root.display()))?;
-    let router = kiln_registry::router(Arc::new(storage), RegistryConfig::default());
+    let settings = config::Settings::load(args)?;
+    let storage = FsStorage::open(&settings.root)
+        .with_context(|| format!("cannot open registry root {}", settings.root.display()))?;
+    let router = kiln_registry::router(Arc::new(storage), settings.registry.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener
             .local_addr()
             .context("cannot read the listening address")?;
         // Scripts read this line to learn the port when --listen ends in :0.
         eprintln!(
             "kiln serve: listening on http://{addr} (root {})",
-            args.root.display()
+            settings.root.display()
         );
         kiln_registry::serve(listener, router, shutdown_signal())
             .await
