@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use assert_cmd::cargo::CommandCargoExt;
 
 /// Starts `kiln serve`; returns the child, its stderr up to the `listening on` line, and the address.
+#[allow(clippy::zombie_processes)] // the caller kills and waits for the child
 fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
