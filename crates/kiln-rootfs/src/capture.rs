@@ -2,10 +2,12 @@
 //! uncompressed OCI layer tar.
 //!
 //! ## The bytes, pinned
-//! - **Order**: depth first, the names of each directory sorted by bytes, each directory's entry
-//!   before its contents (the order of containerd's and BuildKit's `filepath.Walk`-based diff). An
-//!   opaque directory's `DIR/.wh..wh..opq` marker follows the directory's entry at once, before its
-//!   contents, so an applier clears the lower contents before it adds this layer's.
+//! - **Order**: depth first, the names of each directory of the upper sorted by bytes, each
+//!   directory's entry before its contents: the order in which docker's overlay2 differ
+//!   (`filepath.Walk` of the upper) writes a layer. A whiteout therefore sits where the name it
+//!   hides sorts (`c/new`, `c/.wh.sub`, `c/.wh.z`, `c/z2`). An opaque directory's
+//!   `DIR/.wh..wh..opq` marker follows the directory's entry at once, before its contents, so an
+//!   applier clears the lower contents before it adds this layer's.
 //! - **Headers**: POSIX ustar (`ustar\0` `00`), names relative without `./`, directories ending in
 //!   `/`, the mode's permission bits with setuid/setgid/sticky, uid/gid exact, uname/gname empty,
 //!   mtime in whole seconds (clamped to `SOURCE_DATE_EPOCH` when given), no atime/ctime, device

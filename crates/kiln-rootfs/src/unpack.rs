@@ -739,7 +739,13 @@ impl Unpacker<'_> {
             return Ok(());
         }
         let path = sys::proc_path(parent.as_fd(), last);
+        let symlink = rustix::fs::statat(parent, last, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink);
         for (key, value) in &meta.xattrs {
+            if symlink && key.starts_with(b"user.") {
+                // The kernel allows no user.* xattrs on symlinks; docker drops them too.
+                continue;
+            }
             sys::set_xattr(&path, key, value).map_err(|e| RootfsError::Entry {
                 entry: lossy(name),
                 reason: format!("setting xattr {}: {}", lossy(key), io::Error::from(e)),
@@ -785,6 +791,15 @@ impl Unpacker<'_> {
         Ok(())
     }
 
+    /// The directory `comps` if it exists, reached without following symlinks or creating anything.
+    fn existing_dir(&self, comps: &[OsString]) -> Option<OwnedFd> {
+        let mut fd = sys::open_dir(&self.root, ".").ok()?;
+        for comp in comps {
+            fd = sys::open_dir(&fd, comp.as_os_str()).ok()?;
+        }
+        Some(fd)
+    }
+
     /// Directory mtimes, now that nothing more is written into them; the root's mode.
     fn finish(&mut self) -> Result<(), RootfsError> {
         self.parent_cache = None;
@@ -798,9 +813,18 @@ impl Unpacker<'_> {
                 rustix::fs::futimens(&self.root, &times(mtime)).map_err(entry_io(b"."))?;
                 continue;
             };
-            let parent = self.parent(&label, &path)?;
-            rustix::fs::utimensat(parent, &last, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(entry_io(&label))?;
+            // A directory replaced later by a non-directory (or removed with its parent) keeps
+            // no time of its own: only walk to what is still a directory.
+            let Some(parent) = self.existing_dir(&path) else {
+                continue;
+            };
+            match rustix::fs::statat(&parent, &last, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+                    rustix::fs::utimensat(&parent, &last, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(entry_io(&label))?;
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

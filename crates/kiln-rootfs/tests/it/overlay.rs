@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_rootfs::OverlayMount;
+use kiln_rootfs::{CaptureOptions, OverlayMount, UnpackLimits, capture_layer, unpack_layer};
+
+use crate::support::{Raw, RawTar, tar_names};
 
 /// upper, work and merged directories under `dir`.
 fn scaffold(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -98,4 +100,167 @@ fn a_refused_mount_names_the_step() {
         message.contains("lowerdir+") && message.contains("no-such-lower"),
         "{message}"
     );
+}
+
+/// Writes an OCI image layout at `dir` (tag `test`) whose layers are the uncompressed `layers`.
+fn oci_layout(dir: &Path, layers: &[Vec<u8>]) {
+    use sha2::Digest;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let descriptors: Vec<_> = layers.iter().map(|l| put(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": descriptors.iter().map(|d| d.0.clone()).collect::<Vec<_>>()},
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": descriptors.iter().map(|(digest, size)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size,
+        })).collect::<Vec<_>>(),
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": "test"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// The tree's entries without directory mtimes (appliers touch a directory while filling it).
+fn comparable(root: &Path) -> Vec<(String, crate::support::Node)> {
+    let (nodes, _) = crate::support::list_tree(root);
+    nodes
+        .into_iter()
+        .map(|(path, mut node)| {
+            if node.kind == "dir" {
+                node.mtime = 0;
+            }
+            (path, node)
+        })
+        .collect()
+}
+
+#[test]
+fn unpacked_layers_mounted_changed_and_captured_match_umoci() {
+    if !kiln_test_support::require_root() || !kiln_test_support::require_tool("umoci") {
+        return;
+    }
+    let layers = [
+        RawTar::new()
+            .push(Raw::dir("a/"))
+            .push(Raw::file("a/keep", b"keep"))
+            .push(Raw::file("a/gone", b"gone"))
+            .push(Raw::dir("b/"))
+            .push(Raw::file("b/x", b"x"))
+            .push(Raw::file("b/y", b"y"))
+            .push(Raw::dir("c/"))
+            .push(Raw::file("c/z", b"z"))
+            .push(Raw::file("c/sub/deep", b"deep"))
+            .finish(),
+        RawTar::new()
+            .push(Raw::dir("a/"))
+            .push(Raw::file("a/.wh.gone", b""))
+            .push(Raw::dir("b/"))
+            .push(Raw::file("b/new", b"new"))
+            .finish(),
+        RawTar::new()
+            .push(Raw::dir("b/"))
+            .push(Raw::file("b/.wh..wh..opq", b""))
+            .push(Raw::file("b/only", b"only"))
+            .finish(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut lowers = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let dest = dir.path().join(format!("layer{i}"));
+        unpack_layer(&layer[..], &dest, &UnpackLimits::default()).unwrap();
+        lowers.insert(0, dest);
+    }
+    let (upper, work, merged) = scaffold(dir.path());
+    let mount = OverlayMount::mount(&lowers, &upper, &work, &merged).unwrap();
+    let names = |rel: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(merged.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("a"), ["keep"]);
+    assert_eq!(names("b"), ["only"]);
+    assert_eq!(names("c"), ["sub", "z"]);
+
+    // A RUN step's changes.
+    std::fs::write(merged.join("c/new"), b"new").unwrap();
+    std::fs::remove_file(merged.join("a/keep")).unwrap();
+    std::fs::rename(merged.join("c/z"), merged.join("c/z2")).unwrap();
+    std::fs::remove_dir_all(merged.join("c/sub")).unwrap();
+    std::fs::remove_dir_all(merged.join("b")).unwrap();
+    std::fs::create_dir(merged.join("b")).unwrap();
+    std::fs::write(merged.join("b/fresh"), b"fresh").unwrap();
+    std::fs::create_dir(merged.join("d")).unwrap();
+    std::fs::write(merged.join("d/e"), b"e").unwrap();
+    // With redirect_dir=off a lower directory cannot be renamed in place (tools copy instead).
+    let err = std::fs::rename(merged.join("c"), merged.join("c-renamed")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(18), "EXDEV expected, got {err}");
+    let expected = comparable(&merged);
+    mount.unmount().unwrap();
+
+    let mut captured = Vec::new();
+    capture_layer(&upper, &mut captured, &CaptureOptions::default()).unwrap();
+    let entries: Vec<String> = tar_names(&captured).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        entries,
+        [
+            // Whiteouts sort by the name they hide (`new` < `sub` < `z`), as docker's overlay2 writes them.
+            "a/",
+            "a/.wh.keep",
+            "b/",
+            "b/.wh..wh..opq",
+            "b/fresh",
+            "c/",
+            "c/new",
+            "c/.wh.sub",
+            "c/.wh.z",
+            "c/z2",
+            "d/",
+            "d/e"
+        ]
+    );
+
+    // umoci applies the same four layers to the same tree.
+    let layout = dir.path().join("oci");
+    let mut all: Vec<Vec<u8>> = layers.to_vec();
+    all.push(captured);
+    oci_layout(&layout, &all);
+    let bundle = dir.path().join("bundle");
+    let output = std::process::Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:test", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(comparable(&bundle.join("rootfs")), expected);
 }

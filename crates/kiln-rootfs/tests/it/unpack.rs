@@ -312,3 +312,35 @@ fn truncated_and_corrupt_archives_leave_nothing() {
         .finish();
     assert_refused(&tar, "\"s\"", &UnpackLimits::default());
 }
+
+#[test]
+fn replaced_directories_and_symlink_xattrs() {
+    if !kiln_test_support::require_root() {
+        return;
+    }
+    let tar = RawTar::new()
+        .push(Raw::dir("a/"))
+        .push(Raw {
+            mtime: 5,
+            ..Raw::dir("a/b/")
+        })
+        .push(Raw {
+            mtime: 7,
+            ..Raw::file("a", b"file now")
+        })
+        .push(Raw::dir("c/"))
+        .push(Raw {
+            mtime: 9,
+            ..Raw::dir("c/")
+        })
+        .pax(&[("SCHILY.xattr.user.x", b"1"), ("SCHILY.xattr.trusted.y", b"2")])
+        .push(Raw::symlink("s", "target"))
+        .finish();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dest");
+    unpack(&tar, &dest).unwrap();
+    let (tree, _) = list_tree(&dest);
+    assert_eq!((tree["a"].kind, tree["a"].mtime), ("file", 7));
+    assert_eq!(tree["c"].mtime, 9);
+    assert_eq!(tree["s"].xattrs, [("trusted.y".to_string(), "[50]".to_string())]);
+}
