@@ -8,8 +8,9 @@
 //! headers (PAX, GNU long names), which are parsed here rather than by the `tar` crate so their size
 //! is checked before they are read.
 //!
-//! Everything is written into a temporary sibling of `dest` that is renamed to `dest` (without
-//! replacing anything) only when the whole layer went in; on error the temporary is removed.
+//! Everything is written into a temporary sibling of `dest` that is synced (`syncfs`) and renamed
+//! to `dest` (without replacing anything) only when the whole layer went in; on error the
+//! temporary is removed.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -106,6 +107,8 @@ pub fn unpack_layer(tar: impl Read, dest: &Path, limits: &UnpackLimits) -> Resul
     };
     unpacker.run(tar)?;
     unpacker.finish()?;
+    // Durable before visible: a power loss after the rename must not leave truncated files.
+    rustix::fs::syncfs(&unpacker.root).map_err(|e| io_at(temp.path())(e.into()))?;
     let stats = unpacker.stats;
     drop(unpacker);
     let dir_fd = sys::open_dir(rustix::fs::CWD, parent).map_err(|e| io_at(parent)(e.into()))?;

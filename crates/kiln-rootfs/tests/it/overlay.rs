@@ -214,8 +214,13 @@ fn unpacked_layers_mounted_changed_and_captured_match_umoci() {
     std::fs::remove_dir_all(merged.join("b")).unwrap();
     std::fs::create_dir(merged.join("b")).unwrap();
     std::fs::write(merged.join("b/fresh"), b"fresh").unwrap();
-    std::fs::create_dir(merged.join("d")).unwrap();
-    std::fs::write(merged.join("d/e"), b"e").unwrap();
+    // COPY-style writes through a Root on the merged directory.
+    let root = kiln_rootfs::Root::open(&merged).unwrap();
+    root.mkdir_all(Path::new("/d"), 0o755, 0, 0).unwrap();
+    let mut file = root.create_file(Path::new("/../d/e"), 0o644, 0, 0).unwrap();
+    std::io::Write::write_all(&mut file, b"e").unwrap();
+    drop(file);
+    drop(root);
     // With redirect_dir=off a lower directory cannot be renamed in place (tools copy instead).
     let err = std::fs::rename(merged.join("c"), merged.join("c-renamed")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(18), "EXDEV expected, got {err}");
