@@ -7,6 +7,7 @@ pub mod copy;
 mod error;
 mod executor;
 pub mod layers;
+mod prune;
 pub mod run;
 pub mod snapshot;
 

@@ -16,6 +16,7 @@ pub struct Snapshot {
     tmp: tempfile::TempDir,
     upper: PathBuf,
     merged: PathBuf,
+    lowers: Vec<PathBuf>,
     mount: Option<OverlayMount>,
 }
 
@@ -45,6 +46,7 @@ impl Snapshot {
             tmp,
             upper,
             merged,
+            lowers: lowers.to_vec(),
             mount: Some(mount),
         })
     }
@@ -71,6 +73,8 @@ impl Snapshot {
         layer_dirs: &LayerDirs,
     ) -> Result<Option<LayerRecord>, BuildError> {
         self.unmount()?;
+        crate::prune::prune_unchanged_dirs(&self.upper, &self.lowers)
+            .map_err(|e| BuildError::io(&self.upper, e))?;
         let empty = fs_err::read_dir(&self.upper)
             .map_err(|e| BuildError::io(&self.upper, e))?
             .next()

@@ -479,3 +479,65 @@ fn builds_the_in_tree_example_and_the_plan_turns_to_cached() {
         assert!(rootfs.join("srv/bin/shop-version").is_file());
     }
 }
+
+#[test]
+fn a_run_that_changes_nothing_adds_no_layer() {
+    let Some(f) = Fixture::new() else { return };
+    f.build(
+        "FROM busybox:test\nRUN true\nRUN cat /etc/passwd > /dev/null\n",
+        "noop",
+        "localhost/noop:1",
+    );
+    let inspect: Value = serde_json::from_str(&f.ok(&["image", "inspect", "localhost/noop:1"])).unwrap();
+    assert_eq!(
+        inspect["manifest"]["layers"].as_array().unwrap().len(),
+        1,
+        "only the base layer: {inspect}"
+    );
+    let history = inspect["config"]["history"].as_array().unwrap();
+    assert!(
+        history.iter().rev().take(2).all(|h| h["empty_layer"] == true),
+        "{history:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_running_step_and_leaves_no_container_or_mount() {
+    let Some(f) = Fixture::new() else { return };
+    let file = f.write("slow/Dockerfile", "FROM busybox:test\nRUN sleep 60\n");
+    let mut child = Command::cargo_bin("kiln")
+        .unwrap()
+        .arg("--store")
+        .arg(&f.store)
+        .args(["build", "-f", file.to_str().unwrap(), "-t", "localhost/slow:1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "took {:?} to stop",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interrupted") || stderr.contains("cancelled"),
+        "{stderr}"
+    );
+    let mounts = fs_err::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(f.store.to_str().unwrap()),
+        "an overlay stayed mounted: {mounts}"
+    );
+    assert!(
+        f.fails(&["image", "inspect", "localhost/slow:1"])
+            .contains("localhost/slow:1")
+    );
+}

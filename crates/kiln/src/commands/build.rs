@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use kiln_build::{BuildOptions, Builder, Events, StepAt, StepStatus, context::BuildContext};
 use kiln_index::{ImageRecord, Index, Lookup, Scope, Status, resolve};
+use kiln_oci::ImageStore;
 use kiln_oci::compress::Compression;
 use kiln_oci::export::{ExportFormat, export};
 use kiln_runtime::{RuncRuntime, Stream};
@@ -18,7 +19,7 @@ use serde::Serialize;
 
 use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg};
 use crate::commands::image::open_store;
-use crate::commands::plan::hash_and_route;
+use crate::commands::plan::{PlanEntry, hash_and_route};
 use crate::output::stdout;
 use crate::settings::{RunScope, Workspace};
 
@@ -109,8 +110,38 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
     })
 }
 
-fn runtime(args: &BuildArgs) -> RuncRuntime {
-    RuncRuntime::new(args.runtime.clone(), PathBuf::from("/run/kiln-runc"))
+/// The runtime, with Ctrl-C (and SIGTERM) stopping whatever RUN is in progress: the process inside a
+/// container is PID 1 and would ignore SIGINT, so kiln kills it and the build ends as interrupted.
+fn runtime(args: &BuildArgs) -> Arc<RuncRuntime> {
+    let runtime = Arc::new(RuncRuntime::new(
+        args.runtime.clone(),
+        PathBuf::from("/run/kiln-runc"),
+    ));
+    let for_signal = Arc::clone(&runtime);
+    if let Err(e) = ctrlc::set_handler(move || {
+        eprintln!("interrupted: stopping running steps");
+        for_signal.kill_all();
+    }) {
+        tracing::debug!("no Ctrl-C handler: {e}");
+    }
+    runtime
+}
+
+impl Summary {
+    fn cached(image: String, manifest_digest: String) -> Summary {
+        Summary {
+            image,
+            status: "cached",
+            manifest_digest,
+            size: 0,
+            seconds: 0.0,
+            steps_run: 0,
+            steps_cached: 0,
+            artifact: None,
+            artifact_digest: None,
+            routes: Vec::new(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -204,7 +235,7 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         started: Mutex::new(None),
     };
     let runtime = runtime(args);
-    let built = Builder::new(&store, &runtime, &events).build(&text, &context, &options)?;
+    let built = Builder::new(&store, &*runtime, &events).build(&text, &context, &options)?;
     for tag in &tags {
         store.set_ref(tag, &built.manifest)?;
     }
@@ -305,109 +336,187 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
 
-    let mut summaries = Vec::new();
+    let mut summaries: Vec<Summary> = Vec::new();
     for (entry, status) in entries.iter().zip(&statuses) {
-        let name = entry.image.name.clone();
-        let digest = &entry.hashes.digest.hex;
-        if !build.contains(&name) {
-            if wanted.contains(name.as_str()) {
-                let found = match status {
-                    Status::Cached(hit) => hit.record.image_digest.clone(),
-                    Status::Build(_) => String::new(),
-                };
-                summaries.push(Summary {
-                    image: name,
-                    status: "cached",
-                    manifest_digest: found,
-                    size: 0,
-                    seconds: 0.0,
-                    steps_run: 0,
-                    steps_cached: 0,
-                    artifact: None,
-                    artifact_digest: None,
-                    routes: Vec::new(),
-                });
-            }
-            continue;
+        let name = &entry.image.name;
+        if !build.contains(name) && wanted.contains(name.as_str()) {
+            let found = match status {
+                Status::Cached(hit) => hit.record.image_digest.clone(),
+                Status::Build(_) => String::new(),
+            };
+            summaries.push(Summary::cached(name.clone(), found));
         }
-        let started = Instant::now();
-        let tree_context = kiln_tree::collect(config, entry.image)?;
-        let context = BuildContext::from_tree(&tree_context);
-        let dockerfile = match tree_context
-            .entries
-            .iter()
-            .find(|e| e.name == "Dockerfile")
-            .map(|e| &e.source)
-        {
-            Some(kiln_tree::Source::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-            _ => bail!("image `{name}` has no Dockerfile in its context"),
-        };
-        let mut options = options(args, format!("{}/Dockerfile", entry.image.dir.display()))?;
-        for (k, v) in &entry.image.args {
-            options.build_args.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        if let Some(parent) = &entry.image.parent {
-            let parent_entry = entries
-                .iter()
-                .find(|e| &e.image.name == parent)
-                .with_context(|| format!("parent `{parent}` of `{name}` was not planned"))?;
-            let parent_ref = store_name(parent, &parent_entry.hashes.digest.hex);
-            if store.get(&parent_ref)?.is_none() {
-                bail!(
-                    "parent image `{parent}` of `{name}` is not in the store {}",
-                    store.root().display()
-                );
-            }
-            options.parent_image = Some(parent_ref.clone());
-            options.aliases.insert(parent.clone(), parent_ref);
-        }
-        let events = StderrEvents {
-            image: name.clone(),
-            quiet: global.quiet,
-            started: Mutex::new(None),
-        };
-        let built = Builder::new(&store, &runtime, &events)
-            .build(&dockerfile, &context, &options)
-            .with_context(|| format!("building image `{name}`"))?;
-        store.set_ref(&store_name(&name, digest), &built.manifest)?;
-        let artifact = artifacts.join(&name).join("image.tar.zst");
-        fs_err::create_dir_all(artifacts.join(&name))?;
-        export(
-            &store,
-            &store_name(&name, digest),
-            &artifact,
-            ExportFormat::DockerArchive { zstd: true },
-        )?;
-        let artifact_digest = file_digest(&artifact)?;
-        let routes = if entry.routes.is_empty() {
-            Vec::new()
-        } else {
-            entry.routes.clone()
-        };
-        if !routes.is_empty() {
-            record(
-                ws,
-                &index,
-                entry,
-                &scope,
-                &built.manifest.digest.to_string(),
-                &artifact_digest,
-            )?;
-        }
-        summaries.push(Summary {
-            image: name,
-            status: "built",
-            manifest_digest: built.manifest.digest.to_string(),
-            size: built.size,
-            seconds: started.elapsed().as_secs_f64(),
-            steps_run: built.executed,
-            steps_cached: built.cached,
-            artifact: Some(artifact),
-            artifact_digest: Some(artifact_digest),
-            routes,
-        });
     }
+
+    // Images whose parents are done build concurrently, up to one per core; index records are written
+    // here, on this thread, as each build (artifact included) completes.
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let todo: Vec<&PlanEntry<'_>> = entries.iter().filter(|e| build.contains(&e.image.name)).collect();
+    let mut started: BTreeSet<&str> = BTreeSet::new();
+    let mut finished: BTreeSet<&str> = BTreeSet::new();
+    let mut failure: Option<anyhow::Error> = None;
+    let (tx, rx) = std::sync::mpsc::channel::<(&str, Result<Summary>)>();
+    let shared = TreeBuild {
+        global,
+        args,
+        config,
+        entries: &entries,
+        store: &store,
+        runtime: &runtime,
+        artifacts: &artifacts,
+    };
+    std::thread::scope(|scope_threads| {
+        let mut running = 0usize;
+        loop {
+            if failure.is_none() {
+                for entry in &todo {
+                    let name = entry.image.name.as_str();
+                    let parent_ready = entry
+                        .image
+                        .parent
+                        .as_deref()
+                        .is_none_or(|p| !build.contains(p) || finished.contains(p));
+                    if running < jobs && !started.contains(name) && parent_ready {
+                        started.insert(name);
+                        running += 1;
+                        let tx = tx.clone();
+                        let shared = &shared;
+                        scope_threads.spawn(move || {
+                            let result = build_one(shared, entry);
+                            let _ = tx.send((name, result));
+                        });
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((name, result)) = rx.recv() else { break };
+            running -= 1;
+            match result {
+                Ok(summary) => {
+                    let entry = todo.iter().find(|e| e.image.name == name).copied();
+                    if let (Some(entry), Some(digest)) = (entry, &summary.artifact_digest) {
+                        if !entry.routes.is_empty() {
+                            if let Err(e) =
+                                record(ws, &index, entry, &scope, &summary.manifest_digest, digest)
+                            {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                    }
+                    finished.insert(name);
+                    summaries.push(summary);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if started.len() < todo.len() {
+        bail!("interrupted before every image was built");
+    }
+    // The summary lists images in plan order (parents first), whatever order they finished in.
+    let position = |name: &str| {
+        entries
+            .iter()
+            .position(|e| e.image.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    summaries.sort_by_key(|s| position(&s.image));
     print_summary(args, &summaries)
+}
+
+/// What every in-tree build of one run shares.
+struct TreeBuild<'a> {
+    global: &'a GlobalArgs,
+    args: &'a BuildArgs,
+    config: &'a kiln_tree::RepoConfig,
+    entries: &'a [PlanEntry<'a>],
+    store: &'a ImageStore,
+    runtime: &'a RuncRuntime,
+    artifacts: &'a Path,
+}
+
+/// Builds one in-tree image, names it in the store and writes its artifact.
+fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
+    let TreeBuild {
+        global,
+        args,
+        config,
+        entries,
+        store,
+        runtime,
+        artifacts,
+    } = *run;
+    let name = entry.image.name.clone();
+    let digest = &entry.hashes.digest.hex;
+    let started = Instant::now();
+    let tree_context = kiln_tree::collect(config, entry.image)?;
+    let context = BuildContext::from_tree(&tree_context);
+    let dockerfile = match tree_context
+        .entries
+        .iter()
+        .find(|e| e.name == "Dockerfile")
+        .map(|e| &e.source)
+    {
+        Some(kiln_tree::Source::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => bail!("image `{name}` has no Dockerfile in its context"),
+    };
+    let mut options = options(args, format!("{}/Dockerfile", entry.image.dir.display()))?;
+    for (k, v) in &entry.image.args {
+        options.build_args.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if let Some(parent) = &entry.image.parent {
+        let parent_entry = entries
+            .iter()
+            .find(|e| &e.image.name == parent)
+            .with_context(|| format!("parent `{parent}` of `{name}` was not planned"))?;
+        let parent_ref = store_name(parent, &parent_entry.hashes.digest.hex);
+        if store.get(&parent_ref)?.is_none() {
+            bail!(
+                "parent image `{parent}` of `{name}` is not in the store {}",
+                store.root().display()
+            );
+        }
+        options.parent_image = Some(parent_ref.clone());
+        options.aliases.insert(parent.clone(), parent_ref);
+    }
+    let events = StderrEvents {
+        image: name.clone(),
+        quiet: global.quiet,
+        started: Mutex::new(None),
+    };
+    let built = Builder::new(store, runtime, &events)
+        .build(&dockerfile, &context, &options)
+        .with_context(|| format!("building image `{name}`"))?;
+    let store_ref = store_name(&name, digest);
+    store.set_ref(&store_ref, &built.manifest)?;
+    let artifact = artifacts.join(&name).join("image.tar.zst");
+    fs_err::create_dir_all(artifacts.join(&name))?;
+    export(
+        store,
+        &store_ref,
+        &artifact,
+        ExportFormat::DockerArchive { zstd: true },
+    )?;
+    let artifact_digest = file_digest(&artifact)?;
+    Ok(Summary {
+        image: name,
+        status: "built",
+        manifest_digest: built.manifest.digest.to_string(),
+        size: built.size,
+        seconds: started.elapsed().as_secs_f64(),
+        steps_run: built.executed,
+        steps_cached: built.cached,
+        artifact: Some(artifact),
+        artifact_digest: Some(artifact_digest),
+        routes: entry.routes.clone(),
+    })
 }
 
 fn file_digest(path: &Path) -> Result<String> {
