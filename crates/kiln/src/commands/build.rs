@@ -396,14 +396,11 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             match result {
                 Ok(summary) => {
                     let entry = todo.iter().find(|e| e.image.name == name).copied();
-                    if let (Some(entry), Some(digest)) = (entry, &summary.artifact_digest) {
-                        if !entry.routes.is_empty() {
-                            if let Err(e) =
-                                record(ws, &index, entry, &scope, &summary.manifest_digest, digest)
-                            {
-                                failure.get_or_insert(e);
-                            }
-                        }
+                    if let (Some(entry), Some(digest)) = (entry, &summary.artifact_digest)
+                        && !entry.routes.is_empty()
+                        && let Err(e) = record(ws, &index, entry, &scope, &summary.manifest_digest, digest)
+                    {
+                        failure.get_or_insert(e);
                     }
                     finished.insert(name);
                     summaries.push(summary);
