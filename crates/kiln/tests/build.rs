@@ -505,7 +505,7 @@ fn a_run_that_changes_nothing_adds_no_layer() {
 fn ctrl_c_stops_a_running_step_and_leaves_no_container_or_mount() {
     let Some(f) = Fixture::new() else { return };
     let file = f.write("slow/Dockerfile", "FROM busybox:test\nRUN sleep 60\n");
-    let mut child = Command::cargo_bin("kiln")
+    let child = Command::cargo_bin("kiln")
         .unwrap()
         .arg("--store")
         .arg(&f.store)
