@@ -580,6 +580,9 @@ impl Run<'_> {
             StepArgs::Copy { sources, from, .. } => match from {
                 None => {
                     for source in sources {
+                        if step.keyword == "ADD" {
+                            refuse_url(source, at)?;
+                        }
                         let names = self.context.select(source).map_err(|m| BuildError::step(at, m))?;
                         for name in names {
                             self.hash_context(&name, &mut h)?;
@@ -692,6 +695,7 @@ impl Run<'_> {
                 chmod,
                 parents,
                 exclude,
+                unpack,
                 ..
             } => {
                 let owner = match chown {
@@ -731,9 +735,14 @@ impl Run<'_> {
                     crate::copy::copy(root, &Sources::Context(&inline), &names, &params)
                         .map_err(|m| BuildError::step(at, m))?;
                 }
+                let mut sources = sources.clone();
+                if step.keyword == "ADD" && from.is_none() {
+                    sources = self.add_archives(root, &sources, &params, *unpack, at)?;
+                }
                 if sources.is_empty() {
                     return Ok(());
                 }
+                let sources = &sources;
                 match from {
                     None => {
                         crate::copy::copy(root, &Sources::Context(self.context), sources, &params)
@@ -815,6 +824,48 @@ impl Run<'_> {
         }
     }
 
+    /// ADD's extra rules for context sources: local tar archives are extracted into the destination
+    /// (unless `--unpack=false`); URLs are refused for now. Returns the sources left to copy.
+    fn add_archives(
+        &self,
+        root: &Root,
+        sources: &[String],
+        params: &CopyParams,
+        unpack: Option<bool>,
+        at: &StepAt,
+    ) -> Result<Vec<String>, BuildError> {
+        let mut plain = Vec::new();
+        for source in sources {
+            refuse_url(source, at)?;
+            for name in self.context.select(source).map_err(|m| BuildError::step(at, m))? {
+                let archive = match self.context.get(&name) {
+                    Some(entry) => match (&entry.kind, &entry.content) {
+                        (EntryKind::File, Content::Path(path, _))
+                            if unpack != Some(false) && crate::archive::is_archive(path) =>
+                        {
+                            Some(path.clone())
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                };
+                match archive {
+                    Some(path) => {
+                        let dest = if params.dest.starts_with('/') {
+                            params.dest.clone()
+                        } else {
+                            format!("{}/{}", params.workdir.trim_end_matches('/'), params.dest)
+                        };
+                        crate::archive::extract(root, &path, Path::new(&crate::context::clean(&dest)))
+                            .map_err(|m| BuildError::step(at, m))?;
+                    }
+                    None => plain.push(name),
+                }
+            }
+        }
+        Ok(plain)
+    }
+
     /// The layers of a stage or image named by `--from`.
     fn source_layers(&self, source: &Source, at: &StepAt) -> Result<Vec<LayerRecord>, BuildError> {
         match source {
@@ -846,6 +897,20 @@ impl Run<'_> {
         let _ = self.context_dir.set(dir.clone());
         Ok(dir)
     }
+}
+
+/// ADD of URLs (http, https, git) is not implemented: refuse it with a way out.
+fn refuse_url(source: &str, at: &StepAt) -> Result<(), BuildError> {
+    if source.contains("://") || source.starts_with("git@") {
+        return Err(BuildError::step(
+            at,
+            format!(
+                "ADD from a URL (`{source}`) is not supported yet: download it in a RUN step (with its \
+                 checksum checked) or COPY it from the context"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 struct RunMounts<'r, 'b> {

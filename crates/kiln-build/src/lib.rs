@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod archive;
 pub mod cache;
 pub mod config;
 pub mod context;

@@ -541,3 +541,83 @@ fn ctrl_c_stops_a_running_step_and_leaves_no_container_or_mount() {
             .contains("localhost/slow:1")
     );
 }
+
+#[test]
+fn add_extracts_local_archives_inside_the_destination_only() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("add/src/dir/a.txt", "a\n");
+    f.write("add/plain.txt", "plain\n");
+    let tar = |args: &[&str]| {
+        let status = Command::new("tar")
+            .current_dir(f.path("add"))
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    tar(&["-czf", "files.tar.gz", "-C", "src", "dir"]);
+    // A hostile archive: a `../` name and a symlink followed by a file through it.
+    let mut hostile = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    let name = b"../../../../tmp/kiln-add-escape";
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_cksum();
+    hostile.append(&header, &b"evil"[..]).unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    link.set_path("hop").unwrap();
+    link.set_link_name("/tmp").unwrap();
+    link.set_cksum();
+    hostile.append(&link, std::io::empty()).unwrap();
+    let mut through = tar::Header::new_gnu();
+    through.set_size(4);
+    through.set_mode(0o644);
+    through.set_path("hop/kiln-add-through").unwrap();
+    through.set_cksum();
+    hostile.append(&through, &b"evil"[..]).unwrap();
+    fs_err::write(f.path("add/hostile.tar"), hostile.into_inner().unwrap()).unwrap();
+    let _ = fs_err::remove_file("/tmp/kiln-add-escape");
+    let _ = fs_err::remove_file("/tmp/kiln-add-through");
+    f.build(
+        "FROM busybox:test\nADD files.tar.gz /opt/\nADD plain.txt /opt/plain.txt\nADD hostile.tar /x/\n",
+        "add",
+        "localhost/add:1",
+    );
+    assert!(
+        !Path::new("/tmp/kiln-add-escape").exists(),
+        "ADD wrote outside the image"
+    );
+    assert!(
+        !Path::new("/tmp/kiln-add-through").exists(),
+        "ADD followed an archive symlink out of the image"
+    );
+    if let Some(rootfs) = f.unpack("localhost/add:1") {
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("opt/dir/a.txt")).unwrap(),
+            "a\n"
+        );
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("opt/plain.txt")).unwrap(),
+            "plain\n"
+        );
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("x/tmp/kiln-add-escape")).unwrap(),
+            "evil"
+        );
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("tmp/kiln-add-through")).unwrap(),
+            "evil"
+        );
+    }
+    let file = f.write(
+        "url/Dockerfile",
+        "FROM busybox:test\nADD https://example.invalid/x.tgz /x\n",
+    );
+    let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/url:1"]);
+    assert!(err.contains("Dockerfile:2") && err.contains("URL"), "{err}");
+}
