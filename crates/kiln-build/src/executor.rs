@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use kiln_dockerfile::{Base, BuildDescription, EvalOptions, Source, Stage, Step, StepArgs};
 use kiln_oci::compress::Compression;
@@ -148,14 +148,14 @@ struct Run<'b> {
     options: &'b BuildOptions,
     description: BuildDescription,
     bases: BTreeMap<String, BaseImage>,
-    done: BTreeMap<usize, StageState>,
+    done: std::sync::Mutex<BTreeMap<usize, StageState>>,
     cache: StepCache,
     layer_dirs: LayerDirs,
     stat_cache: kiln_tree::StatCache,
-    executed: usize,
-    cached: usize,
+    executed: AtomicUsize,
+    cached: AtomicUsize,
     scratch: tempfile::TempDir,
-    context_dir: std::cell::OnceCell<PathBuf>,
+    context_dir: std::sync::OnceLock<PathBuf>,
 }
 
 impl<'a> Builder<'a> {
@@ -201,20 +201,20 @@ impl<'a> Builder<'a> {
             .prefix("build-")
             .tempdir_in(&scratch_root)
             .map_err(|e| BuildError::io(&scratch_root, e))?;
-        let mut run = Run {
+        let run = Run {
             builder: self,
             context,
             options,
             description,
             bases,
-            done: BTreeMap::new(),
+            done: std::sync::Mutex::new(BTreeMap::new()),
             cache: StepCache::new(self.state.join("cache")),
             layer_dirs: LayerDirs::new(self.state.join("layers")),
             stat_cache: kiln_tree::StatCache::load(&self.state.join("stat-cache")),
-            executed: 0,
-            cached: 0,
+            executed: AtomicUsize::new(0),
+            cached: AtomicUsize::new(0),
             scratch,
-            context_dir: std::cell::OnceCell::new(),
+            context_dir: std::sync::OnceLock::new(),
         };
         let result = run.all_stages();
         let _ = run.stat_cache.save();
@@ -335,14 +335,64 @@ impl Run<'_> {
         &self.options.file_label
     }
 
-    fn all_stages(&mut self) -> Result<BuildOutput, BuildError> {
+    fn stage_state(&self, index: usize) -> Option<StageState> {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned()
+    }
+
+    /// Runs the stages, each as soon as the stages it depends on are done, independent ones concurrently
+    /// (one per core). The first failure stops new stages from starting.
+    fn all_stages(&self) -> Result<BuildOutput, BuildError> {
         let stages = self.description.stages.clone();
-        for stage in &stages {
-            let state = self.stage(stage)?;
-            self.done.insert(stage.index, state);
+        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut started = std::collections::BTreeSet::new();
+        let mut failure = None;
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<StageState, BuildError>)>();
+        std::thread::scope(|scope| {
+            let mut running = 0usize;
+            loop {
+                if failure.is_none() {
+                    for stage in &stages {
+                        let ready = stage
+                            .depends_on
+                            .iter()
+                            .all(|d| self.stage_state(*d).is_some() || *d == stage.index);
+                        if running < jobs && ready && !started.contains(&stage.index) {
+                            started.insert(stage.index);
+                            running += 1;
+                            let tx = tx.clone();
+                            scope.spawn(move || {
+                                let _ = tx.send((stage.index, self.stage(stage)));
+                            });
+                        }
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok((index, result)) = rx.recv() else { break };
+                running -= 1;
+                match result {
+                    Ok(state) => {
+                        self.done
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(index, state);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
         }
         let target = self.description.target.index;
-        let state = self.done.get(&target).cloned().ok_or_else(|| {
+        let state = self.stage_state(target).ok_or_else(|| {
             BuildError::io(
                 Path::new(self.file()),
                 format!("target stage {target} was not built"),
@@ -380,12 +430,12 @@ impl Run<'_> {
             manifest,
             layers: state.layers.len(),
             size: state.layers.iter().map(|l| l.blob.size).sum(),
-            executed: self.executed,
-            cached: self.cached,
+            executed: self.executed.load(Ordering::Relaxed),
+            cached: self.cached.load(Ordering::Relaxed),
         })
     }
 
-    fn stage(&mut self, stage: &Stage) -> Result<StageState, BuildError> {
+    fn stage(&self, stage: &Stage) -> Result<StageState, BuildError> {
         let mut state = match &stage.base {
             Base::Scratch => StageState {
                 layers: Vec::new(),
@@ -414,7 +464,7 @@ impl Run<'_> {
                 }
             }
             Base::Stage { index, .. } => {
-                let mut state = self.done.get(index).cloned().ok_or_else(|| {
+                let mut state = self.stage_state(*index).ok_or_else(|| {
                     BuildError::step(
                         &stage_at(self.file(), stage),
                         format!("stage {index} was not built first"),
@@ -443,7 +493,7 @@ impl Run<'_> {
         Ok(state)
     }
 
-    fn step(&mut self, stage: usize, step: &Step, state: &mut StageState) -> Result<(), BuildError> {
+    fn step(&self, stage: usize, step: &Step, state: &mut StageState) -> Result<(), BuildError> {
         let at = step_at(self.file(), step);
         let created_by = step.source.clone();
         let mut description = serde_json::json!({
@@ -496,13 +546,13 @@ impl Run<'_> {
     }
 
     fn fs_step(
-        &mut self,
+        &self,
         stage: usize,
         at: &StepAt,
         state: &mut StageState,
         description: Value,
         created_by: String,
-        action: impl FnOnce(&mut Self, &Root, &Path) -> Result<(), BuildError>,
+        action: impl FnOnce(&Self, &Root, &Path) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
         let key = state.key.then(description.to_string().as_bytes());
         let blobs = self.builder.store.blobs();
@@ -513,7 +563,7 @@ impl Run<'_> {
         };
         let layer = match cached {
             Some(step) => {
-                self.cached += 1;
+                self.cached.fetch_add(1, Ordering::Relaxed);
                 self.builder.events.step(stage, at, StepStatus::Cached);
                 step.layer
             }
@@ -532,7 +582,7 @@ impl Run<'_> {
                     &self.layer_dirs,
                 )?;
                 self.cache.put(&key, &CachedStep { layer: layer.clone() })?;
-                self.executed += 1;
+                self.executed.fetch_add(1, Ordering::Relaxed);
                 self.builder.events.step(stage, at, StepStatus::Done);
                 layer
             }
@@ -574,7 +624,7 @@ impl Run<'_> {
     }
 
     /// A digest of what a COPY or RUN reads besides its instruction: context files, other stages.
-    fn inputs_digest(&mut self, step: &Step, at: &StepAt) -> Result<String, BuildError> {
+    fn inputs_digest(&self, step: &Step, at: &StepAt) -> Result<String, BuildError> {
         let mut h = Sha256::new();
         match &step.args {
             StepArgs::Copy { sources, from, .. } => match from {
@@ -616,8 +666,7 @@ impl Run<'_> {
     fn source_key(&self, source: &Source, at: &StepAt) -> Result<String, BuildError> {
         match source {
             Source::Stage { index, .. } => self
-                .done
-                .get(index)
+                .stage_state(*index)
                 .map(|s| s.key.hex())
                 .ok_or_else(|| BuildError::step(at, format!("stage {index} was not built first"))),
             Source::Image { reference } => self
@@ -633,7 +682,7 @@ impl Run<'_> {
 
     /// Hashes the entry `name` of the context and everything below it: names, kinds, modes, clamped
     /// mtimes and content digests (from the stat cache when a file is unchanged).
-    fn hash_context(&mut self, name: &str, h: &mut Sha256) -> Result<(), BuildError> {
+    fn hash_context(&self, name: &str, h: &mut Sha256) -> Result<(), BuildError> {
         let epoch = self.options.source_date_epoch;
         let context = self.context;
         let entries = context.get(name).into_iter().chain(context.below(name));
@@ -676,7 +725,7 @@ impl Run<'_> {
 
     /// Carries out a COPY/ADD or RUN on the mounted snapshot.
     fn execute(
-        &mut self,
+        &self,
         step: &Step,
         at: &StepAt,
         root: &Root,
@@ -870,8 +919,7 @@ impl Run<'_> {
     fn source_layers(&self, source: &Source, at: &StepAt) -> Result<Vec<LayerRecord>, BuildError> {
         match source {
             Source::Stage { index, .. } => self
-                .done
-                .get(index)
+                .stage_state(*index)
                 .map(|s| s.layers.clone())
                 .ok_or_else(|| BuildError::step(at, format!("stage {index} was not built first"))),
             Source::Image { reference } => {

@@ -621,3 +621,39 @@ fn add_extracts_local_archives_inside_the_destination_only() {
     let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/url:1"]);
     assert!(err.contains("Dockerfile:2") && err.contains("URL"), "{err}");
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipping: one core, stages run one after the other");
+        return;
+    }
+    let Some(f) = Fixture::new() else { return };
+    let stage = |name: &str| {
+        format!(
+            "FROM busybox:test AS {name}\nRUN cut -d' ' -f1 /proc/uptime > /start && sleep 1 && cut -d' ' -f1 /proc/uptime > /end\n"
+        )
+    };
+    let dockerfile = format!(
+        "{}{}FROM busybox:test\nCOPY --from=a /start /a-start\nCOPY --from=a /end /a-end\n\
+         COPY --from=b /start /b-start\nCOPY --from=b /end /b-end\n",
+        stage("a"),
+        stage("b")
+    );
+    f.build(&dockerfile, "stages", "localhost/stages:1");
+    let Some(rootfs) = f.unpack("localhost/stages:1") else {
+        return;
+    };
+    let read = |name: &str| -> f64 {
+        fs_err::read_to_string(rootfs.join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a0, a1, b0, b1) = (read("a-start"), read("a-end"), read("b-start"), read("b-end"));
+    assert!(
+        a0 < b1 && b0 < a1,
+        "stages a [{a0}, {a1}] and b [{b0}, {b1}] did not overlap"
+    );
+}
