@@ -249,6 +249,17 @@ fn unpacked_layers_mounted_changed_and_captured_match_umoci() {
         ]
     );
 
+    // The captured layer, unpacked as a new top lower, shows the same tree again.
+    let top = dir.path().join("layer3");
+    unpack_layer(&captured[..], &top, &UnpackLimits::default()).unwrap();
+    lowers.insert(0, top);
+    let again = dir.path().join("again");
+    std::fs::create_dir(&again).unwrap();
+    let (upper2, work2, merged2) = scaffold(&again);
+    let mount = OverlayMount::mount(&lowers, &upper2, &work2, &merged2).unwrap();
+    assert_eq!(comparable(&merged2), expected);
+    mount.unmount().unwrap();
+
     // umoci applies the same four layers to the same tree.
     let layout = dir.path().join("oci");
     let mut all: Vec<Vec<u8>> = layers.to_vec();
