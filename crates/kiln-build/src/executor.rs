@@ -181,6 +181,7 @@ impl<'a> Builder<'a> {
             build_args: options.build_args.clone(),
             target: options.target.clone(),
             parent_image: options.parent_image.clone(),
+            predeclare_parent_arg: options.parent_image.is_some(),
             file_name: Some(options.file_label.clone()),
             ..EvalOptions::default()
         };

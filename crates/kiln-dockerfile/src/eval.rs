@@ -32,6 +32,9 @@ pub struct EvalOptions {
     /// Taskgraph compatibility: the in-tree parent image for `FROM $DOCKER_IMAGE_PARENT`; also supplied
     /// as the `DOCKER_IMAGE_PARENT` build arg unless that is given explicitly.
     pub parent_image: Option<String>,
+    /// kaniko compatibility (taskgraph trees): `DOCKER_IMAGE_PARENT` counts as declared before the first
+    /// FROM even without `ARG DOCKER_IMAGE_PARENT`, which BuildKit would require.
+    pub predeclare_parent_arg: bool,
     /// A label for error messages, e.g. `images/base/Dockerfile` (never opened).
     pub file_name: Option<String>,
 }
@@ -175,7 +178,17 @@ impl<'o> Evaluator<'o> {
             .get(target)
             .and_then(|s| s.name.clone())
             .unwrap_or_default();
-        let global_vars = self.global_args(&globals, &target_name)?;
+        let mut global_vars = self.global_args(&globals, &target_name)?;
+        if let (true, Some(parent)) = (self.opts.predeclare_parent_arg, &self.opts.parent_image)
+            && global_vars.get("DOCKER_IMAGE_PARENT").is_none()
+        {
+            let value = self
+                .build_args
+                .get("DOCKER_IMAGE_PARENT")
+                .unwrap_or(parent)
+                .clone();
+            global_vars.set("DOCKER_IMAGE_PARENT", &value);
+        }
         let mut global_values = Vec::new();
         for g in &globals {
             if let InstructionKind::Arg { args } = &g.kind {

@@ -657,3 +657,77 @@ fn independent_stages_run_at_the_same_time() {
         "stages a [{a0}, {a1}] and b [{b0}, {b1}] did not overlap"
     );
 }
+
+#[test]
+fn taskgraph_trees_build_from_docker_image_parent_with_or_without_the_arg() {
+    let Some(f) = Fixture::new() else { return };
+    let repo = f.path("tg");
+    f.write("tg/.taskcluster.yml", "version: 1\n");
+    f.write("tg/taskcluster/config.yml", "trust-domain: t\n");
+    f.write(
+        "tg/taskcluster/kinds/docker-image/kind.yml",
+        "tasks:\n  base:\n    symbol: I(base)\n  child:\n    symbol: I(child)\n    parent: base\n  \
+         declared:\n    symbol: I(declared)\n    parent: base\n",
+    );
+    f.write(
+        "tg/taskcluster/docker/base/Dockerfile",
+        "FROM busybox:test\nRUN echo base > /base.txt\n",
+    );
+    // kaniko took `FROM $DOCKER_IMAGE_PARENT` without an ARG; BuildKit needs `ARG` first. Both build.
+    f.write(
+        "tg/taskcluster/docker/child/Dockerfile",
+        "FROM $DOCKER_IMAGE_PARENT\nRUN cat /base.txt > /child.txt\n",
+    );
+    f.write(
+        "tg/taskcluster/docker/declared/Dockerfile",
+        "ARG DOCKER_IMAGE_PARENT\nFROM $DOCKER_IMAGE_PARENT\nRUN cat /base.txt > /declared.txt\n",
+    );
+    let state = f.path("tg-state");
+    let out = f.ok(&[
+        "-C",
+        repo.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "build",
+        "--all",
+        "--level",
+        "3",
+        "--json",
+    ]);
+    let built: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(built.as_array().unwrap().len(), 3, "{built}");
+    assert!(
+        built[1]["routes"][0]
+            .as_str()
+            .unwrap()
+            .contains(".cache.level-3.docker-images.v2."),
+        "{built}"
+    );
+    let plan: Value = serde_json::from_str(&f.ok(&[
+        "-C",
+        repo.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "plan",
+        "--level",
+        "3",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        plan.as_array().unwrap().iter().all(|e| e["status"] == "cached"),
+        "{plan}"
+    );
+    let child = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "child")
+        .unwrap();
+    if let Some(rootfs) = f.unpack(&format!("kiln/child:{}", child["cache_digest"].as_str().unwrap())) {
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("child.txt")).unwrap(),
+            "base\n"
+        );
+    }
+}
