@@ -731,3 +731,58 @@ fn taskgraph_trees_build_from_docker_image_parent_with_or_without_the_arg() {
         );
     }
 }
+
+#[test]
+fn run_mounts_secrets_network_none_and_dockerignore() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("mounts/tool.sh", "echo from-bind\n");
+    f.write("mounts/ignored.log", "must not be copied\n");
+    f.write("mounts/.dockerignore", "*.log\n");
+    let secret = f.write("secret.txt", "s3cr3t\n");
+    let file = f.write(
+        "mounts/Dockerfile",
+        "FROM busybox:test\n\
+         RUN --mount=type=bind,target=/ctx sh /ctx/tool.sh > /bind.txt\n\
+         RUN --mount=type=cache,target=/cache echo run >> /cache/count && wc -l < /cache/count > /cache-count.txt\n\
+         RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n\
+         RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-seen.txt\n\
+         RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /net.txt\n\
+         COPY . /ctx-copy/\n",
+    );
+    let build = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["build", "-f", file.to_str().unwrap(), "-t", tag, "--secret"];
+        let spec = format!("id=token,src={}", secret.display());
+        args.push(&spec);
+        args.extend_from_slice(extra);
+        f.ok(&args);
+    };
+    build("localhost/mounts:1", &[]);
+    build("localhost/mounts:2", &["--no-cache"]);
+    let Some(rootfs) = f.unpack("localhost/mounts:2") else {
+        return;
+    };
+    let read = |name: &str| fs_err::read_to_string(rootfs.join(name)).unwrap();
+    assert_eq!(read("bind.txt"), "from-bind\n");
+    assert_eq!(
+        read("cache-count.txt").trim(),
+        "2",
+        "the cache mount keeps its content between builds"
+    );
+    assert!(
+        !rootfs.join("cache").join("count").exists(),
+        "cache mount content is not in the image"
+    );
+    assert_eq!(read("tmpfs.txt"), "x\n");
+    assert!(!rootfs.join("scratch/x").exists());
+    assert_eq!(read("secret-seen.txt"), "s3cr3t\n");
+    assert!(
+        !rootfs.join("run/secrets/token").exists(),
+        "the secret stays out of the image"
+    );
+    assert_eq!(read("net.txt"), "lo\n", "--network=none has only loopback");
+    assert!(rootfs.join("ctx-copy/tool.sh").is_file());
+    assert!(
+        !rootfs.join("ctx-copy/ignored.log").exists(),
+        ".dockerignore applies to COPY"
+    );
+}
