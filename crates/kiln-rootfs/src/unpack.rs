@@ -433,7 +433,10 @@ impl Unpacker<'_> {
                     Err(Errno::NOENT) => {
                         rustix::fs::mkdirat(&fd, comp.as_os_str(), Mode::from_raw_mode(0o755))
                             .map_err(entry_io(name))?;
-                        sys::open_dir(&fd, comp.as_os_str()).map_err(entry_io(name))?
+                        let made = sys::open_dir(&fd, comp.as_os_str()).map_err(entry_io(name))?;
+                        // Not whatever the umask left.
+                        rustix::fs::fchmod(&made, Mode::from_raw_mode(0o755)).map_err(entry_io(name))?;
+                        made
                     }
                     Err(Errno::LOOP | Errno::NOTDIR) => {
                         let parent = comps[..=i]
@@ -454,10 +457,11 @@ impl Unpacker<'_> {
             }
             self.parent_cache = Some((comps.to_vec(), fd));
         }
-        match &self.parent_cache {
-            Some((_, fd)) => Ok(fd),
-            None => unreachable!("the parent cache was just filled"),
-        }
+        // Filled just above when it did not match.
+        self.parent_cache
+            .as_ref()
+            .map(|(_, fd)| fd)
+            .ok_or_else(|| entry_io(name)(Errno::NOENT))
     }
 
     /// [`Unpacker::parent`] as an fd of its own, for callers that open another parent meanwhile.
