@@ -312,6 +312,58 @@ impl Root {
         rustix::fs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(self.err(rel))
     }
 
+    /// Sets the owner of `rel` itself (a symlink is not followed).
+    pub fn set_owner(&self, rel: &Path, uid: u32, gid: u32) -> Result<(), RootfsError> {
+        let (parent, name) = self.parent_or_root(rel)?;
+        rustix::fs::chownat(
+            &parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::EMPTY_PATH,
+        )
+        .map_err(self.err(rel))
+    }
+
+    /// Sets the mode (permission bits, setuid, setgid, sticky) of `rel`, which must not be a
+    /// symlink (symlinks have no mode of their own; this never follows one).
+    pub fn set_mode(&self, rel: &Path, mode: u32) -> Result<(), RootfsError> {
+        let (parent, name) = self.parent_or_root(rel)?;
+        let fd = rustix::fs::openat(
+            &parent,
+            if name.is_empty() { OsStr::new(".") } else { name },
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(self.err(rel))?;
+        let stat = rustix::fs::fstat(&fd).map_err(self.err(rel))?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+            return Err(RootfsError::InvalidPath {
+                path: inside(rel),
+                reason: "a symlink has no mode to set",
+            });
+        }
+        // Through the O_PATH fd's /proc link: the very file checked above, never a symlink.
+        rustix::fs::chmodat(
+            rustix::fs::CWD,
+            sys::proc_path(fd.as_fd(), OsStr::new("")),
+            Mode::from_raw_mode(mode & 0o7777),
+            AtFlags::empty(),
+        )
+        .map_err(self.err(rel))
+    }
+
+    /// [`Root::parent`], or the root itself with an empty name for `/`.
+    fn parent_or_root<'a>(&self, rel: &'a Path) -> Result<(OwnedFd, &'a OsStr), RootfsError> {
+        if is_root(rel) {
+            let fd = self
+                .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(self.err(rel))?;
+            return Ok((fd, OsStr::new("")));
+        }
+        self.parent(rel)
+    }
+
     /// Removes `rel` and, if it is a directory, everything under it (symlinks inside are removed,
     /// not followed). A missing `rel` is not an error.
     pub fn remove_all(&self, rel: &Path) -> Result<(), RootfsError> {

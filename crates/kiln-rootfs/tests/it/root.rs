@@ -201,3 +201,29 @@ fn links_times_listing_and_removal() {
     root.remove_all(Path::new("not-there")).unwrap();
     host_unchanged(&host);
 }
+
+#[test]
+fn owner_and_mode_of_existing_files() {
+    if !kiln_test_support::require_root() {
+        return;
+    }
+    let (_dir, path, host) = hostile_root();
+    let root = Root::open(&path).unwrap();
+    root.set_owner(Path::new("points-out"), 11, 12).unwrap();
+    let link = std::fs::symlink_metadata(path.join("points-out")).unwrap();
+    assert_eq!((link.uid(), link.gid()), (11, 12));
+    root.set_mode(Path::new("/etc/secret"), 0o4711).unwrap();
+    assert_eq!(
+        std::fs::metadata(path.join("secret")).unwrap().mode() & 0o7777,
+        0o4711
+    );
+    let err = root.set_mode(Path::new("points-out"), 0o777).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    root.set_mode(Path::new("/"), 0o700).unwrap();
+    root.set_owner(Path::new("/"), 5, 5).unwrap();
+    let top = std::fs::metadata(&path).unwrap();
+    assert_eq!((top.mode() & 0o7777, top.uid()), (0o700, 5));
+    let host_meta = std::fs::metadata(host.join("secret")).unwrap();
+    assert_eq!(host_meta.uid(), 0);
+    host_unchanged(&host);
+}
