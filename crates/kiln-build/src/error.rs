@@ -52,7 +52,7 @@ pub enum BuildError {
     /// A base image is not in the store.
     #[error(
         "{at}: base image `{reference}` is not in the image store; import it first \
-         (`kiln image import FILE --name {reference}`) or build its in-tree image"
+         (`kiln image import FILE -t {reference}`) or build its in-tree image"
     )]
     MissingBase {
         /// The FROM line.

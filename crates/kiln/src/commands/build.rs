@@ -3,66 +3,25 @@
 //! record is only written once its artifact is complete.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use kiln_build::{BuildOptions, Builder, Events, StepAt, StepStatus, context::BuildContext};
+use kiln_build::{BuildOptions, Builder, context::BuildContext};
 use kiln_index::{ImageRecord, Index, Lookup, Scope, Status, resolve};
 use kiln_oci::ImageStore;
 use kiln_oci::compress::Compression;
 use kiln_oci::export::{ExportFormat, export};
-use kiln_runtime::{RuncRuntime, Stream};
+use kiln_runtime::RuncRuntime;
 use serde::Serialize;
 
 use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg};
 use crate::commands::image::open_store;
 use crate::commands::plan::{PlanEntry, hash_and_route};
 use crate::output::stdout;
+use crate::progress::BuildProgress;
 use crate::settings::{RunScope, Workspace};
-
-/// Progress lines on stderr: one per step, RUN output passed through as it comes.
-struct StderrEvents {
-    image: String,
-    quiet: bool,
-    started: Mutex<Option<Instant>>,
-}
-
-impl Events for StderrEvents {
-    fn step(&self, _stage: usize, at: &StepAt, status: StepStatus) {
-        if self.quiet {
-            return;
-        }
-        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-        let line = match status {
-            StepStatus::Metadata => return,
-            StepStatus::Cached => format!(
-                "[{}] CACHED {}:{} {}",
-                self.image, at.file, at.line, at.instruction
-            ),
-            StepStatus::Running => {
-                *started = Some(Instant::now());
-                format!("[{}] {}:{} {}", self.image, at.file, at.line, at.instruction)
-            }
-            StepStatus::Done => {
-                let took = started
-                    .take()
-                    .map(|s| s.elapsed().as_secs_f64())
-                    .unwrap_or_default();
-                format!("[{}] done in {took:.2}s", self.image)
-            }
-        };
-        eprintln!("{line}");
-    }
-
-    fn output(&self, _stream: Stream, bytes: &[u8]) {
-        if !self.quiet {
-            let _ = std::io::stderr().write_all(bytes);
-        }
-    }
-}
 
 fn parse_pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     items
@@ -229,11 +188,8 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         .unwrap_or_else(|| "kiln-build:latest".to_owned());
     let started = Instant::now();
     let options = options(args, dockerfile.display().to_string())?;
-    let events = StderrEvents {
-        image: name.clone(),
-        quiet: global.quiet,
-        started: Mutex::new(None),
-    };
+    let progress = BuildProgress::new(global.quiet);
+    let events = progress.image(&name);
     let runtime = runtime(args);
     let built = Builder::new(&store, &*runtime, &events).build(&text, &context, &options)?;
     for tag in &tags {
@@ -357,13 +313,13 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let mut failure: Option<anyhow::Error> = None;
     let (tx, rx) = std::sync::mpsc::channel::<(&str, Result<Summary>)>();
     let shared = TreeBuild {
-        global,
         args,
         config,
         entries: &entries,
         store: &store,
         runtime: &runtime,
         artifacts: &artifacts,
+        progress: &BuildProgress::new(global.quiet),
     };
     std::thread::scope(|scope_threads| {
         let mut running = 0usize;
@@ -430,25 +386,25 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
 /// What every in-tree build of one run shares.
 struct TreeBuild<'a> {
-    global: &'a GlobalArgs,
     args: &'a BuildArgs,
     config: &'a kiln_tree::RepoConfig,
     entries: &'a [PlanEntry<'a>],
     store: &'a ImageStore,
     runtime: &'a RuncRuntime,
     artifacts: &'a Path,
+    progress: &'a BuildProgress,
 }
 
 /// Builds one in-tree image, names it in the store and writes its artifact.
 fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
     let TreeBuild {
-        global,
         args,
         config,
         entries,
         store,
         runtime,
         artifacts,
+        progress,
     } = *run;
     let name = entry.image.name.clone();
     let digest = &entry.hashes.digest.hex;
@@ -483,11 +439,7 @@ fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
         options.parent_image = Some(parent_ref.clone());
         options.aliases.insert(parent.clone(), parent_ref);
     }
-    let events = StderrEvents {
-        image: name.clone(),
-        quiet: global.quiet,
-        started: Mutex::new(None),
-    };
+    let events = progress.image(&name);
     let built = Builder::new(store, runtime, &events)
         .build(&dockerfile, &context, &options)
         .with_context(|| format!("building image `{name}`"))?;
