@@ -786,3 +786,38 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
         ".dockerignore applies to COPY"
     );
 }
+
+#[test]
+fn copy_flags_and_heredocs() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("flags/src/a/keep.txt", "keep\n");
+    f.write("flags/src/a/drop.tmp", "drop\n");
+    f.write("flags/src/b/other.txt", "other\n");
+    f.build(
+        "FROM busybox:test\n\
+         RUN echo 'app:x:1234:4321::/:/bin/sh' >> /etc/passwd && echo 'grp:x:4321:' >> /etc/group\n\
+         COPY --chown=app:grp --chmod=600 src/a/keep.txt /owned/keep.txt\n\
+         COPY --exclude=*.tmp src/a /excluded/\n\
+         COPY --parents src/a/keep.txt src/b/other.txt /parents/\n\
+         COPY <<EOF /etc/motd\n\
+         hello $HOSTNAME\n\
+         EOF\n\
+         RUN <<EOF\n\
+         #!/bin/sh\n\
+         echo from-heredoc-script > /script.txt\n\
+         EOF\n",
+        "flags",
+        "localhost/flags:1",
+    );
+    let Some(rootfs) = f.unpack("localhost/flags:1") else { return };
+    use std::os::unix::fs::MetadataExt;
+    let owned = fs_err::metadata(rootfs.join("owned/keep.txt")).unwrap();
+    assert_eq!((owned.uid(), owned.gid(), owned.mode() & 0o7777), (1234, 4321, 0o600));
+    assert!(rootfs.join("excluded/keep.txt").is_file());
+    assert!(!rootfs.join("excluded/drop.tmp").exists(), "--exclude");
+    assert!(rootfs.join("parents/src/a/keep.txt").is_file(), "--parents keeps the source path");
+    assert!(rootfs.join("parents/src/b/other.txt").is_file());
+    assert_eq!(fs_err::read_to_string(rootfs.join("etc/motd")).unwrap(), "hello \n");
+    assert_eq!(fs_err::read_to_string(rootfs.join("script.txt")).unwrap(), "from-heredoc-script\n");
+    assert!(!rootfs.join("dev/pipes").exists(), "the heredoc script's mount point stays out of the image");
+}
