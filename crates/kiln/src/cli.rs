@@ -83,6 +83,150 @@ pub enum Command {
     /// Build in-tree images that the plan marks `build` (parents first), or one Dockerfile with
     /// --dockerfile; write `image.tar.zst` artifacts and record built images in the index.
     Build(BuildArgs),
+    /// Push an image of the content store to a registry (docs/cli.md).
+    Push(PushArgs),
+    /// Pull an image from a registry into the content store.
+    Pull(PullArgs),
+    /// Copy an image between registries (docker://REF), the store (store:NAME), archives (.tar, .tar.zst,
+    /// .oci.tar) and OCI layouts (oci:DIR[:TAG]).
+    Copy(CopyArgs),
+    /// Put the manifest a reference points to under more tags of its repository (no blob moves).
+    Tag(TagArgs),
+    /// Tag a temporary tag's manifest with final tags, then delete the temporary tag (never the manifest).
+    Promote(TagArgs),
+    /// Delete tags, never manifests; with --older-than, sweep a repository's leaked temporary tags.
+    Untag(UntagArgs),
+}
+
+/// Flags of every command that talks to a registry.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Credentials for the registries this command talks to [default: $REGISTRY_AUTH_FILE,
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json, with their credential helpers].
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+
+    /// Folder of CA certificates (*.crt) and client certificates (*.cert with *.key) [default:
+    /// /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST].
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Accept any TLS certificate and allow plain HTTP to any registry (loopback registries may always use
+    /// plain HTTP). Same as --tls-verify=false.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Verify TLS certificates (`--tls-verify=false` is --insecure).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+
+    /// Blobs transferred at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Print the result as JSON on stdout (see docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The store image (`kiln image ls`).
+    pub image: String,
+
+    /// Where to push: `[registry/]repository[:tag]`.
+    pub reference: String,
+
+    /// A repository of the same registry that has the image's blobs: they are mounted, not uploaded.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub mount_from: Option<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Which images of a multi-arch index to take.
+#[derive(Debug, Clone, Args)]
+pub struct PlatformArgs {
+    /// The platform to take from a multi-arch index, `os/arch[/variant]` [default: this host's].
+    #[arg(long, value_name = "PLATFORM", conflicts_with = "all")]
+    pub platform: Option<String>,
+
+    /// Take the whole index and every image it lists.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to pull: `[registry/]repository[:tag][@digest]`.
+    pub reference: String,
+
+    /// The name in the store [default: the full reference].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source: docker://REF (or a bare reference), store:NAME, FILE.tar|.tar.zst|.oci.tar, oci:DIR[:TAG].
+    pub source: String,
+
+    /// Destination, in the same forms.
+    pub destination: String,
+
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The source: `[registry/]repository:tag` (or `@digest`).
+    pub reference: String,
+
+    /// Tags to add in the same repository.
+    #[arg(required = true, value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UntagArgs {
+    /// Tags to delete (`repository:tag`); with --older-than, repositories to sweep.
+    #[arg(required = true, value_name = "REF")]
+    pub references: Vec<String>,
+
+    /// Only tags whose image was created longer ago than this (`24h`, `7d`); the positional arguments are
+    /// then repositories.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+
+    /// With --older-than: only tags matching this glob.
+    #[arg(
+        long = "match",
+        value_name = "GLOB",
+        default_value = "*",
+        requires = "older_than"
+    )]
+    pub pattern: String,
+
+    /// Print what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `kiln image …`: a command shape other tools script against (docs/cli.md).

@@ -2,6 +2,7 @@
 
 mod build;
 mod context;
+mod copy;
 mod digest;
 mod dockerfile;
 mod gc;
@@ -9,7 +10,13 @@ mod image;
 mod images;
 mod index;
 mod plan;
+mod promote;
+mod pull;
+mod push;
+mod registry;
 mod serve;
+mod tag;
+mod untag;
 
 use anyhow::Result;
 
@@ -26,6 +33,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Image(command) => image::run(global, &command),
         Command::Gc(args) => gc::run(global, &args),
         Command::Build(args) => build::run(global, &args),
+        Command::Push(args) => push::run(global, &args),
+        Command::Pull(args) => pull::run(global, &args),
+        Command::Copy(args) => copy::run(global, &args),
+        Command::Tag(args) => tag::run(global, &args),
+        Command::Promote(args) => promote::run(global, &args),
+        Command::Untag(args) => untag::run(global, &args),
         Command::Images(args) => images::run(&repo()?, &args),
         Command::Plan(args) => plan::run(&repo()?, &args),
         Command::Context(args) => context::run(&repo()?, &args),

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+mod client;
+mod error;
+pub mod image;
+pub mod progress;
+pub mod reference;
+mod transfer;
+
+pub use client::{Client, ClientConfig};
+pub use error::ClientError;
+pub use image::{Platform, PlatformChoice, Transferred};
+pub use reference::Reference;
+pub use transfer::{MANIFEST_ACCEPT, Manifest};
