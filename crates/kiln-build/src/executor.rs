@@ -44,6 +44,8 @@ pub struct BuildOptions {
     pub file_label: String,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// Whether `RUN --security=insecure` may run with every capability (`--allow security.insecure`).
+    pub allow_insecure: bool,
 }
 
 impl Default for BuildOptions {
@@ -58,6 +60,7 @@ impl Default for BuildOptions {
             no_cache: false,
             file_label: "Dockerfile".to_owned(),
             secrets: BTreeMap::new(),
+            allow_insecure: false,
         }
     }
 }
@@ -105,6 +108,8 @@ pub struct BuildOutput {
     pub executed: usize,
     /// Steps taken from the cache.
     pub cached: usize,
+    /// The Dockerfile's non-fatal findings (BuildKit's lint rules).
+    pub warnings: Vec<kiln_dockerfile::Warning>,
 }
 
 /// A base image as the builder uses it.
@@ -431,6 +436,7 @@ impl Run<'_> {
             manifest,
             layers: state.layers.len(),
             size: state.layers.iter().map(|l| l.blob.size).sum(),
+            warnings: self.description.warnings.clone(),
             executed: self.executed.load(Ordering::Relaxed),
             cached: self.cached.load(Ordering::Relaxed),
         })
@@ -838,6 +844,13 @@ impl Run<'_> {
                     );
                 }
                 let network = crate::run::network(network.as_deref()).map_err(|m| BuildError::step(at, m))?;
+                let insecure = security.as_deref() == Some("insecure");
+                if insecure && !self.options.allow_insecure {
+                    return Err(BuildError::step(
+                        at,
+                        "RUN --security=insecure runs with every capability; allow it with --allow security.insecure",
+                    ));
+                }
                 let id = format!(
                     "kiln-{}-{}",
                     std::process::id(),
@@ -852,7 +865,7 @@ impl Run<'_> {
                     ids,
                     network,
                     specs,
-                    security.as_deref() == Some("insecure"),
+                    insecure,
                 );
                 let mut sink = Sink(self.builder.events);
                 let outcome = self

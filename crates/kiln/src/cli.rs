@@ -512,6 +512,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Allow an entitlement: `security.insecure` lets `RUN --security=insecure` run with every capability.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["security.insecure"])]
+    pub allow: Vec<String>,
+
     /// Build in-tree images even when the index already has them.
     #[arg(long, conflicts_with = "dockerfile")]
     pub force: bool,

@@ -27,6 +27,22 @@ impl BuildProgress {
         }
     }
 
+    /// Prints the Dockerfile's warnings (unless `--quiet`).
+    pub fn warnings(&self, file: &str, warnings: &[kiln_dockerfile::Warning]) {
+        if self.quiet {
+            return;
+        }
+        for w in warnings {
+            let text = format!("warning: {file}:{}: {} ({})", w.line, w.message, w.rule);
+            match &self.multi {
+                Some(multi) => {
+                    let _ = multi.println(text);
+                }
+                None => eprintln!("{text}"),
+            }
+        }
+    }
+
     /// The events of one image's build.
     pub fn image(&self, name: &str) -> ImageProgress {
         let bar = self.multi.as_ref().map(|multi| {

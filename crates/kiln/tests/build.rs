@@ -409,6 +409,24 @@ fn a_failing_run_names_its_line_and_exit_code_and_tags_nothing() {
         err.contains("Dockerfile:1") && err.contains("nowhere/none:1") && err.contains("kiln image import"),
         "{err}"
     );
+    let file = f.write(
+        "insecure/Dockerfile",
+        "FROM busybox:test\nRUN --security=insecure true\n",
+    );
+    let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/x:1"]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("--allow security.insecure"),
+        "{err}"
+    );
+    f.ok(&[
+        "build",
+        "-f",
+        file.to_str().unwrap(),
+        "-t",
+        "localhost/x:1",
+        "--allow",
+        "security.insecure",
+    ]);
 }
 
 #[test]
@@ -809,15 +827,32 @@ fn copy_flags_and_heredocs() {
         "flags",
         "localhost/flags:1",
     );
-    let Some(rootfs) = f.unpack("localhost/flags:1") else { return };
+    let Some(rootfs) = f.unpack("localhost/flags:1") else {
+        return;
+    };
     use std::os::unix::fs::MetadataExt;
     let owned = fs_err::metadata(rootfs.join("owned/keep.txt")).unwrap();
-    assert_eq!((owned.uid(), owned.gid(), owned.mode() & 0o7777), (1234, 4321, 0o600));
+    assert_eq!(
+        (owned.uid(), owned.gid(), owned.mode() & 0o7777),
+        (1234, 4321, 0o600)
+    );
     assert!(rootfs.join("excluded/keep.txt").is_file());
     assert!(!rootfs.join("excluded/drop.tmp").exists(), "--exclude");
-    assert!(rootfs.join("parents/src/a/keep.txt").is_file(), "--parents keeps the source path");
+    assert!(
+        rootfs.join("parents/src/a/keep.txt").is_file(),
+        "--parents keeps the source path"
+    );
     assert!(rootfs.join("parents/src/b/other.txt").is_file());
-    assert_eq!(fs_err::read_to_string(rootfs.join("etc/motd")).unwrap(), "hello \n");
-    assert_eq!(fs_err::read_to_string(rootfs.join("script.txt")).unwrap(), "from-heredoc-script\n");
-    assert!(!rootfs.join("dev/pipes").exists(), "the heredoc script's mount point stays out of the image");
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("etc/motd")).unwrap(),
+        "hello \n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("script.txt")).unwrap(),
+        "from-heredoc-script\n"
+    );
+    assert!(
+        !rootfs.join("dev/pipes").exists(),
+        "the heredoc script's mount point stays out of the image"
+    );
 }

@@ -66,6 +66,7 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
         no_cache: args.no_cache,
         file_label,
         secrets: parse_secrets(&args.secrets)?,
+        allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
     })
 }
 
@@ -192,6 +193,7 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
     let events = progress.image(&name);
     let runtime = runtime(args);
     let built = Builder::new(&store, &*runtime, &events).build(&text, &context, &options)?;
+    progress.warnings(&options.file_label, &built.warnings);
     for tag in &tags {
         store.set_ref(tag, &built.manifest)?;
     }
@@ -443,6 +445,7 @@ fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
     let built = Builder::new(store, runtime, &events)
         .build(&dockerfile, &context, &options)
         .with_context(|| format!("building image `{name}`"))?;
+    progress.warnings(&options.file_label, &built.warnings);
     let store_ref = store_name(&name, digest);
     store.set_ref(&store_ref, &built.manifest)?;
     let artifact = artifacts.join(&name).join("image.tar.zst");
