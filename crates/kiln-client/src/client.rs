@@ -80,7 +80,8 @@ pub(crate) struct Conn {
 pub struct Client {
     pub(crate) config: ClientConfig,
     conns: tokio::sync::Mutex<HashMap<String, Arc<Conn>>>,
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// Held while a token is fetched, so that concurrent requests of one scope share one token.
+    tokens: tokio::sync::Mutex<HashMap<(String, String), (String, Instant)>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -145,7 +146,7 @@ impl Client {
         Client {
             config,
             conns: tokio::sync::Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -291,17 +292,15 @@ impl Client {
             Some(Challenge::Basic) => Ok(conn.credentials.as_ref().map(Credentials::basic_header)),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = (conn.registry.clone(), scopes.join(" "));
-                if let Ok(tokens) = self.tokens.lock()
-                    && let Some((token, until)) = tokens.get(&key)
+                let mut tokens = self.tokens.lock().await;
+                if let Some((token, until)) = tokens.get(&key)
                     && Instant::now() < *until
                 {
                     return Ok(Some(format!("Bearer {token}")));
                 }
                 let (token, lifetime) = self.fetch_token(conn, realm, service.as_deref(), scopes).await?;
                 let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(10));
-                if let Ok(mut tokens) = self.tokens.lock() {
-                    tokens.insert(key, (token.clone(), until));
-                }
+                tokens.insert(key, (token.clone(), until));
                 Ok(Some(format!("Bearer {token}")))
             }
         }
@@ -401,9 +400,10 @@ impl Client {
             match request.send().await {
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;
-                    if let Ok(mut tokens) = self.tokens.lock() {
-                        tokens.remove(&(conn.registry.clone(), scopes.join(" ")));
-                    }
+                    self.tokens
+                        .lock()
+                        .await
+                        .remove(&(conn.registry.clone(), scopes.join(" ")));
                     // A registry that answers /v2/ anonymously may still ask for auth here: learn how.
                     let challenge = r
                         .headers()
