@@ -66,3 +66,49 @@ pub fn busybox_root(dir: &Path) -> Option<PathBuf> {
     fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
     Some(root)
 }
+
+/// Points podman (run by `cmd`) at storage and configuration under `dir/podman`, away from the system's,
+/// with runc and ulimits this host allows (docs/peers.md).
+pub fn podman_env(dir: &Path, cmd: &mut Command) {
+    let conf = dir.join("podman");
+    fs_err::create_dir_all(&conf).expect("create podman folder");
+    fs_err::write(
+        conf.join("storage.conf"),
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
+            conf.display()
+        ),
+    )
+    .expect("write storage.conf");
+    fs_err::write(
+        conf.join("containers.conf"),
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+         [engine]\nruntime = \"runc\"\n",
+    )
+    .expect("write containers.conf");
+    cmd.env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
+        .env("CONTAINERS_CONF", conf.join("containers.conf"));
+}
+
+/// The stdout of a command that must have succeeded (else a panic showing both outputs).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
+/// Runs `cmd`, which must succeed; returns its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
+use kiln_test_support::{ok, podman_env, run};
 
 fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -37,16 +38,6 @@ fn kiln(store: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn fails(out: Output) -> String {
     assert!(
         !out.status.success(),
@@ -54,17 +45,6 @@ fn fails(out: Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stderr).unwrap()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The busybox root filesystem of docs/peers.md.
@@ -212,27 +192,6 @@ fn root_filesystem_tar_in_any_compression_is_a_single_layer_image() {
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tar))
     );
     assert_eq!(digests[0], expected.as_str());
-}
-
-fn podman_env(dir: &Path, cmd: &mut Command) {
-    let conf = dir.join("podman");
-    fs_err::create_dir_all(&conf).unwrap();
-    fs_err::write(
-        conf.join("storage.conf"),
-        format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
-            conf.display()
-        ),
-    )
-    .unwrap();
-    fs_err::write(
-        conf.join("containers.conf"),
-        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-         [engine]\nruntime = \"runc\"\n",
-    )
-    .unwrap();
-    cmd.env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
-        .env("CONTAINERS_CONF", conf.join("containers.conf"));
 }
 
 #[test]
