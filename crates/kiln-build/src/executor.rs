@@ -190,6 +190,9 @@ impl<'a> Builder<'a> {
             file_name: Some(options.file_label.clone()),
             ..EvalOptions::default()
         };
+        // Held for the whole build: garbage collection must not remove the layers written before the
+        // manifest that names them exists (the caller names it while holding its own lock).
+        let _writing = self.store.lock_for_writing()?;
         // The first pass finds the base images; the second sees their configs (ENV, ONBUILD, USER…).
         let first = kiln_dockerfile::evaluate(dockerfile, &eval)?;
         let mut bases = BTreeMap::new();

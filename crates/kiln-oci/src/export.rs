@@ -77,6 +77,8 @@ pub fn export(
     path: &Path,
     format: ExportFormat,
 ) -> Result<Descriptor, ImageError> {
+    // Garbage collection must not remove blobs while they are read.
+    let _reading = store.lock_for_writing()?;
     let image_ref = store.require(name)?;
     match format {
         ExportFormat::DockerArchive { zstd } => {

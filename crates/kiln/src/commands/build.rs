@@ -189,6 +189,7 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         .unwrap_or_else(|| "kiln-build:latest".to_owned());
     let started = Instant::now();
     let options = options(args, dockerfile.display().to_string())?;
+    let _writing = store.lock_for_writing()?;
     let progress = BuildProgress::new(global.quiet);
     let events = progress.image(&name);
     let runtime = runtime(args);
@@ -411,6 +412,8 @@ fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
     let name = entry.image.name.clone();
     let digest = &entry.hashes.digest.hex;
     let started = Instant::now();
+    // Until the image is named, `kiln gc` must not collect its fresh layers.
+    let _writing = store.lock_for_writing()?;
     let tree_context = kiln_tree::collect(config, entry.image)?;
     let context = BuildContext::from_tree(&tree_context);
     let dockerfile = match tree_context
