@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod auth;
 mod error;
 pub mod names;
 mod routes;
@@ -17,12 +18,15 @@ pub use storage::{FsStorage, Storage, StorageError};
 pub struct RegistryConfig {
     /// The largest manifest accepted (larger: 413).
     pub max_manifest_bytes: usize,
+    /// Who may do what ([`auth::Auth::open`] by default).
+    pub auth: Arc<auth::Auth>,
 }
 
 impl Default for RegistryConfig {
     fn default() -> RegistryConfig {
         RegistryConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
+            auth: Arc::new(auth::Auth::open()),
         }
     }
 }

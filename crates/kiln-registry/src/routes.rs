@@ -12,6 +12,7 @@ use futures_util::StreamExt as _;
 use kiln_oci::{Algorithm, Digest, media_types};
 
 use crate::RegistryConfig;
+use crate::auth::{self, Action, Caller, Need};
 use crate::error::{ErrorCode, RegistryError};
 use crate::names::{
     RangeAnswer, Reference, RepoName, Tag, parse_content_range, parse_range, parse_upload_id,
@@ -38,7 +39,8 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Res
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = match route(&app, request).await {
+    let mut user = String::new();
+    let mut response = match route(&app, request, &mut user).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -49,6 +51,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Res
         target: "kiln_registry::access",
         %method,
         %path,
+        %user,
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
     );
@@ -58,6 +61,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Res
 enum Route {
     Base,
     Health,
+    Token,
     Catalog,
     Tags(String),
     Manifest(String, String),
@@ -91,6 +95,7 @@ fn parse_route(path: &str) -> Option<Route> {
     match path {
         "/v2" | "/v2/" => return Some(Route::Base),
         "/healthz" => return Some(Route::Health),
+        "/token" => return Some(Route::Token),
         "/v2/_catalog" => return Some(Route::Catalog),
         _ => {}
     }
@@ -169,7 +174,31 @@ fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-async fn route(app: &Arc<App>, request: Request) -> Result<Response> {
+/// What a request needs from the auth layer. Names are validated first (400 before 401).
+fn need(route: &Route, method: &Method) -> Result<Need> {
+    let action = |read: bool| {
+        if *method == Method::DELETE {
+            Action::Delete
+        } else if read {
+            Action::Pull
+        } else {
+            Action::Push
+        }
+    };
+    let reads = *method == Method::GET || *method == Method::HEAD;
+    let repo = |name: &str, action: Action| Ok(Need::Repository(repo_name(name)?.to_string(), action));
+    match route {
+        Route::Health | Route::Token => Ok(Need::Nothing),
+        Route::Base => Ok(Need::Login),
+        Route::Catalog => Ok(Need::Catalog),
+        Route::Tags(n) | Route::Referrers(n, _) => repo(n, Action::Pull),
+        Route::Manifest(n, _) | Route::Blob(n, _) => repo(n, action(reads)),
+        // Cancelling an upload is part of pushing, not a delete.
+        Route::UploadStart(n) | Route::Upload(n, _) => repo(n, Action::Push),
+    }
+}
+
+async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Response> {
     let path = request.uri().path().to_owned();
     let Some(route) = parse_route(&path) else {
         return Err(RegistryError::new(
@@ -179,7 +208,26 @@ async fn route(app: &Arc<App>, request: Request) -> Result<Response> {
         ));
     };
     let method = request.method().clone();
+    let caller = auth::authorize(&app.config.auth, request.headers(), &need(&route, &method)?).await?;
+    user.push_str(caller.user().unwrap_or_default());
     match route {
+        Route::Token => match method {
+            Method::GET => {
+                let pairs = query_pairs(&request)?;
+                let body = auth::issue_token(&app.config.auth, request.headers(), &pairs).await?;
+                Ok((
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response())
+            }
+            _ => Err(RegistryError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::Unsupported,
+                "the token endpoint answers GET only".to_owned(),
+            )),
+        },
         Route::Base | Route::Health => match method {
             Method::GET | Method::HEAD => {
                 Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response())
@@ -212,7 +260,7 @@ async fn route(app: &Arc<App>, request: Request) -> Result<Response> {
         Route::UploadStart(name) => {
             let repo = repo_name(&name)?;
             match method {
-                Method::POST => start_upload(app, repo, request).await,
+                Method::POST => start_upload(app, repo, request, &caller).await,
                 _ => Err(unsupported_method(&method)),
             }
         }
@@ -664,14 +712,16 @@ async fn put_upload(app: &Arc<App>, repo: RepoName, id: String, request: Request
     finish_upload(sink, &repo, &d).await
 }
 
-async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request) -> Result<Response> {
+async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request, caller: &Caller) -> Result<Response> {
     let pairs = query_pairs(&request)?;
     if let Some(mount) = query_get(&pairs, "mount") {
         let d = digest(mount)?;
         if let Some(from) = query_get(&pairs, "from") {
             let from = repo_name(from)?;
+            // Mounting reads `from`: without pull there, the client uploads instead.
+            let readable = caller.may(&app.config.auth, from.as_str(), Action::Pull);
             let (f, t, dd) = (from.clone(), repo.clone(), d.clone());
-            if blocking(&app.storage, move |s| s.mount_blob(&f, &t, &dd)).await? {
+            if readable && blocking(&app.storage, move |s| s.mount_blob(&f, &t, &dd)).await? {
                 return blob_created(&repo, &d);
             }
         }
@@ -827,6 +877,7 @@ mod tests {
         parse_route(path).map(|route| match route {
             Route::Base => "base".to_owned(),
             Route::Health => "health".to_owned(),
+            Route::Token => "token".to_owned(),
             Route::Catalog => "catalog".to_owned(),
             Route::Tags(n) => format!("tags {n}"),
             Route::Manifest(n, x) => format!("manifest {n} {x}"),

@@ -337,6 +337,48 @@ pub struct ServeArgs {
     /// The largest manifest accepted, in bytes (larger: 413) [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub max_manifest_size: Option<usize>,
+
+    /// Who may do what without credentials: `open` (anyone pulls, pushes, deletes), `anonymous-read`
+    /// (anyone pulls; pushing and deleting need a user: the CI intermediate registry), `restricted`
+    /// (everything needs a user) [default: anonymous-read with --htpasswd, else open]. Config: `[auth] mode`.
+    #[arg(long = "auth", value_enum, value_name = "MODE")]
+    pub auth_mode: Option<AuthModeArg>,
+
+    /// Users and their bcrypt password hashes (`htpasswd -B`; other hash kinds are refused).
+    /// Config: `[auth] htpasswd`; per-user access rules are `[[auth.access]]` entries there.
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+
+    /// The key that signs bearer tokens (a file of at least 32 bytes) [default: <root>/token.key, generated
+    /// with mode 0600 if absent]. Config: `[auth] token-key`.
+    #[arg(long, value_name = "FILE")]
+    pub token_key: Option<PathBuf>,
+
+    /// How long issued tokens last (`30s`, `5m`, `1h`) [default: 5m]. Config: `[auth] token-ttl`.
+    #[arg(long, value_name = "DURATION")]
+    pub token_ttl: Option<String>,
+
+    /// Check Basic credentials on every request instead of the Docker token flow (`GET /token`).
+    /// Config: `[auth] token = false`.
+    #[arg(long)]
+    pub no_token: bool,
+
+    /// The token endpoint URL put in challenges [default: <scheme>://<Host header>/token].
+    /// Config: `[auth] realm`.
+    #[arg(long, value_name = "URL")]
+    pub realm: Option<String>,
+
+    /// The service name in challenges and tokens [default: kiln]. Config: `[auth] service`.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthModeArg {
+    Open,
+    AnonymousRead,
+    Restricted,
 }
 
 #[derive(Debug, Args)]

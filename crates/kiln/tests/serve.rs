@@ -6,15 +6,26 @@ use std::process::{Command, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
 
-/// Starts `kiln serve`; returns the child, its stderr up to the `listening on` line, and the address.
-#[allow(clippy::zombie_processes)] // the caller kills and waits for the child
-fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+/// A `kiln serve` process, killed when dropped (also when a test panics).
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kiln serve`; returns the process, its stderr up to the `listening on` line, and the address.
+#[allow(clippy::zombie_processes)] // `Served` kills and waits for it when dropped
+fn start_serve(cmd: &mut Command) -> (Served, String, String) {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut text = String::new();
     loop {
         let mut line = String::new();
         if stderr.read_line(&mut line).unwrap() == 0 {
+            drop(Served(child));
             panic!("kiln serve stopped before listening:\n{text}");
         }
         text.push_str(&line);
@@ -26,7 +37,7 @@ fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
             let addr = rest.split_whitespace().next().unwrap().to_owned();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, text, addr);
+            return (Served(child), text, addr);
         }
     }
 }
@@ -73,7 +84,7 @@ fn serve_starts_outside_any_repository_and_answers_v2() {
     cmd.current_dir(cwd.path())
         .args(["serve", "--listen", "127.0.0.1:0", "--root"])
         .arg(root.path().join("reg"));
-    let (mut child, _, addr) = start_serve(&mut cmd);
+    let (child, _, addr) = start_serve(&mut cmd);
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,
@@ -82,8 +93,7 @@ fn serve_starts_outside_any_repository_and_answers_v2() {
     .unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(
         reply
@@ -103,9 +113,8 @@ fn serve_reads_a_config_file_and_flags_win() {
     let mut cmd = Command::cargo_bin("kiln").unwrap();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config);
-    let (mut child, line, _) = start_serve(&mut cmd);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (child, line, _) = start_serve(&mut cmd);
+    drop(child);
     assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
     assert!(dir.path().join("reg/kiln-registry.json").is_file());
 
@@ -119,4 +128,143 @@ fn serve_reads_a_config_file_and_flags_win() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("auht"), "{err}");
+}
+
+fn write_htpasswd(path: &std::path::Path, extra: &str) {
+    let hash = bcrypt::hash("ci-secret", 4).unwrap();
+    std::fs::write(path, format!("# kiln test users\nci:{hash}\n{extra}")).unwrap();
+}
+
+#[test]
+fn serve_refuses_htpasswd_hashes_that_are_not_bcrypt_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    write_htpasswd(&users, "old:$apr1$salt$hash\n");
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["serve", "--listen", "127.0.0.1:0", "--htpasswd"])
+        .arg(&users)
+        .arg("--root")
+        .arg(dir.path().join("reg"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("line 3") && err.contains("`old`") && err.contains("bcrypt"),
+        "{err}"
+    );
+}
+
+/// `kiln serve --htpasswd` off loopback: a generated token key, then podman logs in, pushes and pulls
+/// through the token flow; a wrong password is refused at login.
+#[test]
+fn serve_with_users_generates_a_key_and_podman_logs_in_and_pushes() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    write_htpasswd(&users, "");
+    let root = dir.path().join("reg");
+    let mut cmd = Command::cargo_bin("kiln").unwrap();
+    // Not loopback, no --allow-anonymous-push: users make it acceptable.
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--htpasswd"])
+        .arg(&users)
+        .arg("--root")
+        .arg(&root);
+    let (child, text, addr) = start_serve(&mut cmd);
+    let key = root.join("token.key");
+    assert!(
+        text.contains(&format!("generated a token signing key at {}", key.display())),
+        "{text}"
+    );
+    assert!(text.contains("auth anonymous-read"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let registry = format!("127.0.0.1:{port}");
+
+    if kiln_test_support::require_tool("podman") {
+        let podman = |args: &[&str]| {
+            let mut cmd = Command::new("podman");
+            cmd.args(args);
+            kiln_test_support::podman_env(dir.path(), &mut cmd);
+            cmd
+        };
+        let authfile = dir.path().join("auth.json");
+        let authfile = authfile.to_str().unwrap();
+        let empty_auth = dir.path().join("empty-auth.json");
+        std::fs::write(&empty_auth, "{}").unwrap();
+        let empty_auth = empty_auth.to_str().unwrap().to_owned();
+        let login = |password: &str| {
+            podman(&[
+                "login",
+                "--tls-verify=false",
+                "--authfile",
+                authfile,
+                "-u",
+                "ci",
+                "-p",
+                password,
+                &registry,
+            ])
+            .output()
+            .unwrap()
+        };
+        let wrong = login("wrong");
+        assert!(!wrong.status.success(), "a wrong password logs in");
+        let ok = login("ci-secret");
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(rootfs.join("etc/hello"), "hello\n").unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        kiln_test_support::run(&mut podman(&[
+            "import",
+            tar.to_str().unwrap(),
+            "localhost/kiln-serve-test:1",
+        ]));
+        let dest = format!("docker://{registry}/project/app:1");
+        // Without credentials the push is refused; with the login it goes through.
+        let anonymous = podman(&[
+            "push",
+            "--tls-verify=false",
+            "--authfile",
+            &empty_auth,
+            "localhost/kiln-serve-test:1",
+            &dest,
+        ])
+        .output()
+        .unwrap();
+        assert!(!anonymous.status.success(), "anonymous push accepted");
+        kiln_test_support::run(&mut podman(&[
+            "push",
+            "--tls-verify=false",
+            "--authfile",
+            authfile,
+            "localhost/kiln-serve-test:1",
+            &dest,
+        ]));
+        kiln_test_support::run(&mut podman(&["rmi", "localhost/kiln-serve-test:1"]));
+        // Anyone may pull (anonymous-read).
+        kiln_test_support::run(&mut podman(&[
+            "pull",
+            "--tls-verify=false",
+            "--authfile",
+            &empty_auth,
+            &format!("{registry}/project/app:1"),
+        ]));
+    }
+    drop(child);
 }

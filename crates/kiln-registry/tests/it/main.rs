@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 mod api;
+mod auth;
 mod skopeo;
 mod support;

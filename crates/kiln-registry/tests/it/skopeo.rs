@@ -14,7 +14,7 @@ fn write_blob(layout: &Path, bytes: &[u8]) -> String {
 
 /// Writes an OCI image layout with one image tagged `v1`: a real tar layer made by `tar`, a config naming
 /// its diff_id, a manifest. Returns the manifest digest.
-fn make_layout(work: &Path) -> String {
+pub fn make_layout(work: &Path) -> String {
     let layout = work.join("layout");
     std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
     std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -57,7 +57,7 @@ fn make_layout(work: &Path) -> String {
     manifest_digest
 }
 
-fn skopeo(args: &[&str]) -> String {
+pub fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo")
         .arg("--insecure-policy")
         .args(args)
@@ -72,7 +72,7 @@ fn skopeo(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn skopeo_fails(args: &[&str]) -> bool {
+pub fn skopeo_fails(args: &[&str]) -> bool {
     !Command::new("skopeo")
         .arg("--insecure-policy")
         .args(args)

@@ -11,6 +11,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
     pub client: reqwest::Client,
+    authorization: Option<String>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -24,8 +25,20 @@ impl Server {
     }
 
     pub async fn start_at(root: &Path) -> Server {
+        Server::start_with(root, RegistryConfig::default()).await
+    }
+
+    /// A registry with this configuration on a temporary root.
+    pub async fn start_config(config: RegistryConfig) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_with(dir.path(), config).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    pub async fn start_with(root: &Path, config: RegistryConfig) -> Server {
         let storage = FsStorage::open(root).unwrap();
-        let app = kiln_registry::router(Arc::new(storage), RegistryConfig::default());
+        let app = kiln_registry::router(Arc::new(storage), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -40,6 +53,7 @@ impl Server {
             addr,
             root: root.to_owned(),
             client: reqwest::Client::new(),
+            authorization: None,
             _dir: None,
             stop: Some(stop),
         }
@@ -50,7 +64,36 @@ impl Server {
     }
 
     pub fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path))
+        let r = self.client.request(method, self.url(path));
+        match &self.authorization {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        }
+    }
+
+    /// A handle on the same server that sends `authorization` with every request.
+    pub fn with_authorization(&self, authorization: &str) -> Server {
+        Server {
+            addr: self.addr,
+            root: self.root.clone(),
+            client: self.client.clone(),
+            authorization: Some(authorization.to_owned()),
+            _dir: None,
+            stop: None,
+        }
+    }
+
+    /// [`Server::expect`] with an Authorization header.
+    pub async fn expect_with(
+        &self,
+        method: Method,
+        path: &str,
+        authorization: &str,
+        status: StatusCode,
+        code: Option<&str>,
+    ) -> (reqwest::header::HeaderMap, Vec<u8>) {
+        let r = self.req(method, path).header("authorization", authorization);
+        expect(r.send().await.unwrap(), status, code).await
     }
 
     /// Sends a bodiless request and checks its status and error code (see [`expect`]).

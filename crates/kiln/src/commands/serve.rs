@@ -13,7 +13,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let settings = config::Settings::load(args)?;
     let storage = FsStorage::open(&settings.root)
         .with_context(|| format!("cannot open registry root {}", settings.root.display()))?;
-    let router = kiln_registry::router(Arc::new(storage), settings.registry.clone());
+    let mut registry = settings.registry.clone();
+    registry.auth = Arc::new(
+        settings
+            .auth
+            .build(false, &mut |m| eprintln!("kiln serve: {m}"))?,
+    );
+    let router = kiln_registry::router(Arc::new(storage), registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,8 +33,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .context("cannot read the listening address")?;
         // Scripts read this line to learn the port when --listen ends in :0.
         eprintln!(
-            "kiln serve: listening on http://{addr} (root {})",
-            settings.root.display()
+            "kiln serve: listening on http://{addr} (root {}, auth {})",
+            settings.root.display(),
+            settings.auth.mode.as_str()
         );
         kiln_registry::serve(listener, router, shutdown_signal())
             .await

@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use kiln_registry::auth::{AccessRule, Auth, AuthMode, Htpasswd, TokenKey};
 use serde::Deserialize;
 
-use crate::cli::ServeArgs;
+use crate::cli::{AuthModeArg, ServeArgs};
 
 /// The config file as written: every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -17,6 +19,32 @@ pub struct FileConfig {
     pub root: Option<PathBuf>,
     pub allow_anonymous_push: Option<bool>,
     pub max_manifest_size: Option<usize>,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[auth]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSection {
+    pub mode: Option<AuthModeArg>,
+    pub htpasswd: Option<PathBuf>,
+    pub token: Option<bool>,
+    pub token_key: Option<PathBuf>,
+    pub token_ttl: Option<String>,
+    pub realm: Option<String>,
+    pub service: Option<String>,
+    #[serde(default)]
+    pub access: Vec<AccessEntry>,
+}
+
+/// `[[auth.access]]`: these users may do these actions on repositories matching these globs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessEntry {
+    pub users: Vec<String>,
+    pub repositories: Vec<String>,
+    pub actions: Vec<String>,
 }
 
 impl FileConfig {
@@ -31,7 +59,11 @@ impl FileConfig {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.root].into_iter().flatten() {
+        let auth = &mut self.auth;
+        for p in [&mut self.root, &mut auth.htpasswd, &mut auth.token_key]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -46,16 +78,114 @@ impl FileConfig {
             self.allow_anonymous_push = Some(true);
         }
         self.max_manifest_size = args.max_manifest_size.or(self.max_manifest_size);
+        let auth = &mut self.auth;
+        auth.mode = args.auth_mode.or(auth.mode);
+        auth.htpasswd = args.htpasswd.clone().or(auth.htpasswd.take());
+        auth.token_key = args.token_key.clone().or(auth.token_key.take());
+        auth.token_ttl = args.token_ttl.clone().or(auth.token_ttl.take());
+        if args.no_token {
+            auth.token = Some(false);
+        }
+        auth.realm = args.realm.clone().or(auth.realm.take());
+        auth.service = args.service.clone().or(auth.service.take());
         self
     }
 }
 
-/// What `kiln serve` runs with, checked.
+/// What `kiln serve` runs with, checked. Files (htpasswd, key) are read by [`AuthSettings::build`].
 #[derive(Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub root: PathBuf,
     pub registry: kiln_registry::RegistryConfig,
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`, checked.
+#[derive(Debug)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    pub htpasswd: Option<PathBuf>,
+    /// `None`: Basic auth on every request.
+    pub token_key: Option<PathBuf>,
+    pub token_ttl: Duration,
+    pub realm: Option<String>,
+    pub service: String,
+    pub access: Vec<AccessEntry>,
+}
+
+impl AuthSettings {
+    fn from_section(a: AuthSection, root: &Path) -> Result<AuthSettings> {
+        let mode = match (a.mode, &a.htpasswd) {
+            (Some(AuthModeArg::Open), _) => AuthMode::Open,
+            (Some(AuthModeArg::AnonymousRead), _) | (None, Some(_)) => AuthMode::AnonymousRead,
+            (Some(AuthModeArg::Restricted), _) => AuthMode::Restricted,
+            (None, None) => AuthMode::Open,
+        };
+        if mode != AuthMode::Open && a.htpasswd.is_none() {
+            bail!(
+                "auth mode `{}` needs users: pass --htpasswd FILE or set `[auth] htpasswd`",
+                mode.as_str()
+            );
+        }
+        let token_ttl = match &a.token_ttl {
+            None => Duration::from_secs(300),
+            Some(text) => Duration::from_secs(
+                kiln_tree::parse_duration(text).map_err(|e| anyhow::anyhow!("token-ttl: {e}"))?,
+            ),
+        };
+        let token_key = a
+            .token
+            .unwrap_or(true)
+            .then(|| a.token_key.unwrap_or_else(|| root.join("token.key")));
+        Ok(AuthSettings {
+            mode,
+            htpasswd: a.htpasswd,
+            token_key,
+            token_ttl,
+            realm: a.realm,
+            service: a.service.unwrap_or_else(|| "kiln".to_owned()),
+            access: a.access,
+        })
+    }
+
+    /// Reads the htpasswd file and the token key (generating the default key if absent: the message
+    /// says so). `https`: whether the registry serves TLS (the default realm's scheme).
+    pub fn build(&self, https: bool, say: &mut dyn FnMut(String)) -> Result<Auth> {
+        let mut auth = Auth::open();
+        auth.mode = self.mode;
+        auth.https = https;
+        auth.token_ttl = self.token_ttl;
+        auth.realm = self.realm.clone();
+        auth.service = self.service.clone();
+        if self.mode == AuthMode::Open {
+            return Ok(auth);
+        }
+        if let Some(path) = &self.htpasswd {
+            auth.users = Htpasswd::load(path)?;
+            if auth.users.is_empty() {
+                bail!("{} has no users", path.display());
+            }
+        }
+        for entry in &self.access {
+            auth.rules.push(AccessRule::new(
+                &entry.users,
+                &entry.repositories,
+                &entry.actions,
+            )?);
+        }
+        if let Some(path) = &self.token_key {
+            let (key, generated) = TokenKey::load_or_generate(path)?;
+            if generated {
+                say(format!(
+                    "generated a token signing key at {} (mode 0600; pass --token-key FILE to use your own)",
+                    path.display()
+                ));
+            }
+            auth.token_key = Some(key);
+        }
+        Ok(auth)
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
@@ -78,10 +208,15 @@ impl Settings {
         let Some(root) = file.root else {
             bail!("no registry root: pass --root DIR or set `root` in the config file");
         };
-        if !listen.ip().is_loopback() && !file.allow_anonymous_push.unwrap_or(false) {
+        let auth = AuthSettings::from_section(file.auth, &root)?;
+        if auth.mode == AuthMode::Open
+            && !listen.ip().is_loopback()
+            && !file.allow_anonymous_push.unwrap_or(false)
+        {
             bail!(
                 "refusing to serve on non-loopback address {listen} without authentication; \
-                 pass --allow-anonymous-push to let anyone who reaches it push and delete"
+                 pass --htpasswd FILE (and --auth MODE), or --allow-anonymous-push to let anyone \
+                 who reaches it push and delete"
             );
         }
         let mut registry = kiln_registry::RegistryConfig::default();
@@ -92,6 +227,7 @@ impl Settings {
             listen,
             root,
             registry,
+            auth,
         })
     }
 }
@@ -157,5 +293,48 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn users_make_a_non_loopback_address_acceptable() {
+        let s = settings(
+            "listen = \"0.0.0.0:5000\"\n[auth]\nhtpasswd = \"users\"\n",
+            &["--root", "/r"],
+        )
+        .unwrap();
+        assert_eq!(
+            s.auth.mode,
+            AuthMode::AnonymousRead,
+            "users given: anonymous read by default"
+        );
+        let e = settings(
+            "listen = \"0.0.0.0:5000\"\n[auth]\nhtpasswd = \"users\"\nmode = \"open\"\n",
+            &["--root", "/r"],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--allow-anonymous-push"), "{e}");
+    }
+
+    #[test]
+    fn auth_section_and_flags() {
+        let text = "root = \"/r\"\n[auth]\nmode = \"restricted\"\nhtpasswd = \"users\"\ntoken-ttl = \"1h\"\n\
+                    [[auth.access]]\nusers = [\"ci\"]\nrepositories = [\"project/**\"]\nactions = [\"push\"]\n";
+        let s = settings(text, &[]).unwrap();
+        assert_eq!(s.auth.mode, AuthMode::Restricted);
+        assert_eq!(s.auth.htpasswd.as_deref(), Some(Path::new("/etc/kiln/users")));
+        assert_eq!(s.auth.token_key.as_deref(), Some(Path::new("/r/token.key")));
+        assert_eq!(s.auth.token_ttl, Duration::from_secs(3600));
+        assert_eq!(s.auth.access.len(), 1);
+        let s = settings(
+            text,
+            &["--auth", "anonymous-read", "--no-token", "--token-ttl", "30s"],
+        )
+        .unwrap();
+        assert_eq!(s.auth.mode, AuthMode::AnonymousRead);
+        assert_eq!(s.auth.token_key, None);
+        assert_eq!(s.auth.token_ttl, Duration::from_secs(30));
+        let e = settings("root = \"/r\"\n[auth]\nmode = \"restricted\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("--htpasswd"), "{e}");
+        assert!(settings("root = \"/r\"\n[auth]\nmode = \"closed\"\n", &[]).is_err());
     }
 }
