@@ -163,6 +163,25 @@ struct Run<'b> {
     context_dir: std::sync::OnceLock<PathBuf>,
 }
 
+/// The image references a build reads (stage bases, `COPY --from` and `--mount from=` images), other than
+/// those `options.aliases` maps to store names: what must be in the store (or pulled) before it starts.
+pub fn base_references(dockerfile: &str, options: &BuildOptions) -> Result<Vec<String>, BuildError> {
+    let eval = EvalOptions {
+        build_args: options.build_args.clone(),
+        target: options.target.clone(),
+        parent_image: options.parent_image.clone(),
+        predeclare_parent_arg: options.parent_image.is_some(),
+        file_name: Some(options.file_label.clone()),
+        ..EvalOptions::default()
+    };
+    let description = kiln_dockerfile::evaluate(dockerfile, &eval)?;
+    Ok(base_references_of(&description, &options.file_label)
+        .into_iter()
+        .map(|(reference, _)| reference)
+        .filter(|r| !options.aliases.contains_key(r) && options.parent_image.as_ref() != Some(r))
+        .collect())
+}
+
 impl<'a> Builder<'a> {
     /// A builder on `store`, keeping its state (unpacked layers, cache records, cache mounts) in
     /// `<store>/kiln-build`.
@@ -196,7 +215,7 @@ impl<'a> Builder<'a> {
         // The first pass finds the base images; the second sees their configs (ENV, ONBUILD, USER…).
         let first = kiln_dockerfile::evaluate(dockerfile, &eval)?;
         let mut bases = BTreeMap::new();
-        for (reference, at) in base_references(&first, &options.file_label) {
+        for (reference, at) in base_references_of(&first, &options.file_label) {
             let base = self.load_base(&reference, options.aliases.get(&reference), &at)?;
             eval.base_images
                 .insert(reference.clone(), base.config.dockerfile.clone());
@@ -301,7 +320,7 @@ fn stage_at(file: &str, stage: &Stage) -> StepAt {
 }
 
 /// Every image reference a build reads: stage bases, `COPY --from` and `--mount from=` images.
-fn base_references(description: &BuildDescription, file: &str) -> Vec<(String, StepAt)> {
+fn base_references_of(description: &BuildDescription, file: &str) -> Vec<(String, StepAt)> {
     let mut out: Vec<(String, StepAt)> = Vec::new();
     let mut add = |reference: &str, at: StepAt| {
         if !out.iter().any(|(r, _)| r == reference) {

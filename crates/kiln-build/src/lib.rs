@@ -13,4 +13,4 @@ pub mod run;
 pub mod snapshot;
 
 pub use error::{BuildError, StepAt};
-pub use executor::{BuildOptions, BuildOutput, Builder, Events, Quiet, StepStatus};
+pub use executor::{BuildOptions, BuildOutput, Builder, Events, Quiet, StepStatus, base_references};

@@ -856,3 +856,61 @@ fn copy_flags_and_heredocs() {
         "the heredoc script's mount point stays out of the image"
     );
 }
+
+#[test]
+fn a_missing_base_that_names_a_registry_is_pulled() {
+    use std::io::{BufRead, BufReader};
+    let Some(f) = Fixture::new() else { return };
+    let mut serve = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(f.path("registry"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let reference = format!("{addr}/base/bb:1");
+    f.ok(&["push", "busybox:test", &reference]);
+    let file = f.write(
+        "pulled/Dockerfile",
+        &format!("FROM {reference}\nRUN echo pulled > /pulled.txt\n"),
+    );
+    let other_store = f.path("other-store");
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .arg("--store")
+        .arg(&other_store)
+        .args(["build", "-f", file.to_str().unwrap(), "-t", "localhost/pulled:1"])
+        .env("HOME", f.tmp.path())
+        .output()
+        .unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pulling base image {reference}")),
+        "{stderr}"
+    );
+    let listed = Command::cargo_bin("kiln")
+        .unwrap()
+        .arg("--store")
+        .arg(&other_store)
+        .args(["image", "ls"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&reference) && listed.contains("localhost/pulled:1"),
+        "{listed}"
+    );
+}

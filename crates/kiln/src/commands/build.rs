@@ -189,6 +189,7 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         .unwrap_or_else(|| "kiln-build:latest".to_owned());
     let started = Instant::now();
     let options = options(args, dockerfile.display().to_string())?;
+    pull_missing_bases(global, &store, &text, &options)?;
     let _writing = store.lock_for_writing()?;
     let progress = BuildProgress::new(global.quiet);
     let events = progress.image(&name);
@@ -219,6 +220,58 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
             routes: Vec::new(),
         }],
     )
+}
+
+/// Whether a reference names its registry (`host.tld/…`, `host:port/…`, `localhost/…`): only those are
+/// pulled when missing; a Docker Hub short name is never fetched behind the user's back.
+fn names_a_registry(reference: &str) -> bool {
+    reference
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost")
+}
+
+/// Pulls the bases `dockerfile` needs that are missing from the store and name a registry, through the
+/// registry client (credentials from the usual auth files; plain HTTP only to loopback registries).
+fn pull_missing_bases(
+    global: &GlobalArgs,
+    store: &ImageStore,
+    dockerfile: &str,
+    options: &BuildOptions,
+) -> Result<()> {
+    let missing: Vec<(String, String)> = kiln_build::base_references(dockerfile, options)?
+        .into_iter()
+        .filter(|r| names_a_registry(r))
+        .filter_map(|r| kiln_oci::image::normalize_name(&r).ok().map(|name| (r, name)))
+        .filter(|(_, name)| store.get(name).ok().flatten().is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let registry = crate::cli::RegistryArgs {
+        creds: None,
+        cert_dir: None,
+        insecure: false,
+        tls_verify: true,
+        jobs: 4,
+        json: false,
+    };
+    let client = crate::commands::registry::client(global, &registry)?;
+    let platforms = kiln_client::PlatformChoice::One(kiln_client::Platform::host());
+    for (reference, name) in missing {
+        if !global.quiet {
+            eprintln!("pulling base image {reference}");
+        }
+        let source = crate::commands::registry::parse_reference(&reference)?;
+        crate::commands::registry::block_on(async {
+            client
+                .pull_image(&source, store, &name, &platforms)
+                .await
+                .with_context(|| {
+                    format!("base image `{reference}` is not in the store and pulling it failed")
+                })
+        })?;
+    }
+    Ok(())
 }
 
 /// `.dockerignore` of the context, or `<Dockerfile>.dockerignore` next to the Dockerfile (BuildKit
@@ -316,6 +369,7 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let mut failure: Option<anyhow::Error> = None;
     let (tx, rx) = std::sync::mpsc::channel::<(&str, Result<Summary>)>();
     let shared = TreeBuild {
+        global,
         args,
         config,
         entries: &entries,
@@ -389,6 +443,7 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
 /// What every in-tree build of one run shares.
 struct TreeBuild<'a> {
+    global: &'a GlobalArgs,
     args: &'a BuildArgs,
     config: &'a kiln_tree::RepoConfig,
     entries: &'a [PlanEntry<'a>],
@@ -401,6 +456,7 @@ struct TreeBuild<'a> {
 /// Builds one in-tree image, names it in the store and writes its artifact.
 fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
     let TreeBuild {
+        global,
         args,
         config,
         entries,
@@ -444,6 +500,7 @@ fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
         options.parent_image = Some(parent_ref.clone());
         options.aliases.insert(parent.clone(), parent_ref);
     }
+    pull_missing_bases(global, store, &dockerfile, &options)?;
     let events = progress.image(&name);
     let built = Builder::new(store, runtime, &events)
         .build(&dockerfile, &context, &options)
