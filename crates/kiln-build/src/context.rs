@@ -52,6 +52,15 @@ pub struct ContextEntry {
     pub content: Content,
 }
 
+/// A path a COPY source names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// The path as named or matched (its base name names the copy).
+    pub name: String,
+    /// The path with symlinks followed inside the context (where the content is).
+    pub real: String,
+}
+
 /// The whole context.
 #[derive(Debug, Clone, Default)]
 pub struct BuildContext {
@@ -215,12 +224,19 @@ impl BuildContext {
         name.is_empty() || self.entries.get(name).is_some_and(|e| e.kind == EntryKind::Dir)
     }
 
-    /// The context paths a COPY/ADD source names: the cleaned path itself, or every entry whose path
-    /// matches the wildcard pattern component by component (`*` never crosses `/`). A symlink named
-    /// directly is followed inside the context, as BuildKit follows source paths.
+    /// The context paths a COPY/ADD source names, symlinks followed (where the content comes from):
+    /// see [`BuildContext::matches`].
     pub fn select(&self, source: &str) -> Result<Vec<String>, String> {
+        Ok(self.matches(source)?.into_iter().map(|m| m.real).collect())
+    }
+
+    /// The context paths a COPY/ADD source names: the cleaned path itself, or every entry whose path
+    /// matches the wildcard pattern component by component (`*` never crosses `/`). Each is followed
+    /// through the context's symlinks, as BuildKit follows source paths (wildcard matches included);
+    /// the name as matched is kept for the copy's name.
+    pub fn matches(&self, source: &str) -> Result<Vec<Match>, String> {
         let cleaned = clean(source);
-        if has_wildcard(&cleaned) {
+        let named = if has_wildcard(&cleaned) {
             let matcher = globset::GlobBuilder::new(&cleaned)
                 .literal_separator(true)
                 .backslash_escape(true)
@@ -237,27 +253,57 @@ impl BuildContext {
             if found.is_empty() {
                 return Err(format!("no file in the build context matches `{source}`"));
             }
-            return Ok(found);
-        }
-        let mut name = cleaned;
-        for _ in 0..40 {
-            match self.entries.get(&name).map(|e| &e.kind) {
-                None if name.is_empty() => return Ok(vec![name]),
+            found
+        } else {
+            vec![cleaned]
+        };
+        named
+            .into_iter()
+            .map(|name| {
+                let real = self.follow(&name, source)?;
+                Ok(Match { name, real })
+            })
+            .collect()
+    }
+
+    /// `name` with every symlink on its way followed inside the context (an absolute target starts
+    /// again at the context root, `..` stops there).
+    fn follow(&self, name: &str, source: &str) -> Result<String, String> {
+        let mut pending: Vec<String> = name
+            .rsplit('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => resolved.push(part),
+            }
+            match self.entries.get(&resolved.join("/")).map(|e| &e.kind) {
                 None => return Err(format!("`{source}` is not in the build context")),
                 Some(EntryKind::Symlink(target)) => {
-                    let base = name.rsplit_once('/').map_or("", |(dir, _)| dir);
-                    name = if target.starts_with('/') {
-                        clean(target)
-                    } else {
-                        clean(&format!("{base}/{target}"))
-                    };
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(format!(
+                            "`{source}`: too many levels of symbolic links in the build context"
+                        ));
+                    }
+                    resolved.pop();
+                    if target.starts_with('/') {
+                        resolved.clear();
+                    }
+                    pending.extend(target.rsplit('/').filter(|p| !p.is_empty()).map(str::to_owned));
                 }
-                Some(_) => return Ok(vec![name]),
+                Some(_) => {}
             }
         }
-        Err(format!(
-            "`{source}`: too many levels of symbolic links in the build context"
-        ))
+        Ok(resolved.join("/"))
     }
 
     /// A context of the inline files of `COPY <<NAME` heredocs (mode 0644, as BuildKit writes them).
@@ -330,6 +376,9 @@ mod tests {
         fs_err::write(root.join("src/lib/x.rs"), "").ok();
         fs_err::write(root.join("secret.key"), "k").ok();
         std::os::unix::fs::symlink("src/main.rs", root.join("link")).ok();
+        std::os::unix::fs::symlink("/src", root.join("srclink")).ok();
+        std::os::unix::fs::symlink("cycle", root.join("cycle")).ok();
+        std::os::unix::fs::symlink("../..", root.join("up")).ok();
         let ignore = DockerIgnore::parse("*.key\n").unwrap_or_else(|_| unreachable!());
         let context = BuildContext::from_dir(root, Some(&ignore)).unwrap_or_else(|e| panic!("{e}"));
         (dir, context)
@@ -356,6 +405,25 @@ mod tests {
             "named symlinks are followed"
         );
         assert_eq!(context.select("."), Ok(vec![String::new()]));
+        assert_eq!(
+            context.select("srclink/main.rs"),
+            Ok(vec!["src/main.rs".to_owned()]),
+            "symlinks on the way are followed"
+        );
+        assert_eq!(
+            context.matches("l*"),
+            Ok(vec![Match {
+                name: "link".to_owned(),
+                real: "src/main.rs".to_owned()
+            }]),
+            "wildcard matches are followed and keep their own name"
+        );
+        assert!(context.select("cycle").unwrap_err().contains("too many levels"));
+        assert_eq!(
+            context.select("up/a.txt"),
+            Ok(vec!["a.txt".to_owned()]),
+            "`..` in a target stops at the root"
+        );
         assert!(context.select("nope").is_err());
         assert!(context.select("*.none").is_err());
         let below: Vec<&str> = context.below("src").map(|e| e.name.as_str()).collect();

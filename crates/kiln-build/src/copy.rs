@@ -2,20 +2,27 @@
 //!
 //! - A source folder copies its contents, not itself; a file goes to `DEST` or, when `DEST` is a folder
 //!   (ends with `/`, already is one in the image, or there are several sources), to `DEST/<name>`.
+//! - Sources are followed through symlinks (inside the context or the source tree), wildcard matches
+//!   included; the copy keeps the name as written or matched (BuildKit's `FollowSymlinks`).
 //! - Context files are owned by root (or `--chown`); files from another stage or image keep their owner
 //!   unless `--chown` is given; `--chmod` replaces the mode of files and folders.
+//! - Folders the COPY creates on the way to its destination, and the destination folder of a copied
+//!   folder, are 0755 and owned by root (or `--chown`); an existing destination folder is left as it
+//!   is, while existing folders below it take the copied folders' owner and mode (BuildKit's copier).
+//! - Files hard-linked together in the source stay hard-linked in the image.
 //! - `--parents` keeps each source's path; `--exclude` patterns are matched against paths relative to the
 //!   source.
 //! - Every write goes through [`kiln_rootfs::root::Root`], so a symlink in the image (say `/app -> /`) can
 //!   never send a file outside the image's root.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use kiln_rootfs::root::Root;
+use kiln_rootfs::root::{FileKind, Root};
 
-use crate::context::{BuildContext, Content, EntryKind, clean};
+use crate::context::{BuildContext, Content, EntryKind, Match, clean};
 
 /// Where COPY takes files from.
 #[derive(Debug)]
@@ -53,6 +60,11 @@ struct Item {
     uid: u32,
     gid: u32,
     mtime: i64,
+    /// An existing folder at `target` takes this item's owner and mode (folders below the
+    /// destination); the destination folder itself keeps its own.
+    overwrite: bool,
+    /// Device and inode of a source file with several links, to keep hard links together.
+    inode: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +105,18 @@ fn excluded(matchers: &[globset::GlobMatcher], rel: &str) -> bool {
     }
 }
 
+/// The owner `--chown=user[:group]` gives (BuildKit's rule: a user name takes its uid and primary
+/// group from the image's `/etc/passwd`, a number is uid and gid), also the owner of the folders
+/// `WORKDIR` makes while `USER` is set.
+pub fn owner(root: &Root, spec: &str) -> Result<(u32, u32), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let ids = kiln_rootfs::users::lookup_chown(root, user, group).map_err(|e| e.to_string())?;
+    Ok((ids.uid, ids.gid))
+}
+
 /// Resolves the COPY's sources and copies them into `root`. Returns the number of entries written.
 pub fn copy(
     root: &Root,
@@ -117,10 +141,10 @@ pub fn copy(
         format!("{}/{}", params.workdir.trim_end_matches('/'), params.dest)
     };
     let dest = clean(&dest_abs);
-    let mut selected = Vec::new();
+    let mut selected: Vec<Match> = Vec::new();
     for name in names {
         match sources {
-            Sources::Context(ctx) => selected.extend(ctx.select(name)?),
+            Sources::Context(ctx) => selected.extend(ctx.matches(name)?),
             Sources::Tree(dir) => selected.extend(select_in_tree(dir, name)?),
         }
     }
@@ -133,40 +157,46 @@ pub fn copy(
     let mut items = Vec::new();
     for source in &selected {
         let source_is_dir = match sources {
-            Sources::Context(ctx) => ctx.is_dir(source),
-            Sources::Tree(dir) => dir.join(source).is_dir(),
+            Sources::Context(ctx) => ctx.is_dir(&source.real),
+            Sources::Tree(dir) => fs_err::symlink_metadata(dir.join(&source.real)).is_ok_and(|m| m.is_dir()),
         };
         let target_base = if params.parents {
-            join(&dest, source)
+            join(&dest, &source.name)
         } else if source_is_dir {
             dest.clone()
         } else if dest_is_dir {
-            join(&dest, basename(source))
+            join(&dest, basename(&source.name))
         } else {
             dest.clone()
         };
         if source_is_dir {
             items.push(dir_item(target_base.clone(), params));
-            collect_below(sources, source, &target_base, params, &matchers, &mut items)?;
-        } else if !excluded(&matchers, basename(source)) {
-            items.push(single_item(sources, source, target_base, params)?);
+            collect_below(sources, &source.real, &target_base, params, &matchers, &mut items)?;
+        } else if !excluded(&matchers, basename(&source.name)) {
+            items.push(single_item(sources, &source.real, target_base, params)?);
         }
     }
+    let parent_owner = params.owner.unwrap_or((0, 0));
+    let mut links = HashMap::new();
     for item in &items {
-        write_item(root, item)?;
+        write_item(root, item, parent_owner, &mut links)?;
     }
     Ok(items.len())
 }
 
+/// The destination folder of a copied folder: made like the folders on the way (0755, `--chmod`
+/// notwithstanding), and left alone when it exists.
 fn dir_item(target: String, params: &CopyParams) -> Item {
     let (uid, gid) = params.owner.unwrap_or((0, 0));
     Item {
         target,
         kind: ItemKind::Dir,
-        mode: params.chmod.unwrap_or(0o755),
+        mode: 0o755,
         uid,
         gid,
         mtime: 0,
+        overwrite: false,
+        inode: None,
     }
 }
 
@@ -200,6 +230,13 @@ fn context_item(entry: &crate::context::ContextEntry, target: String, params: &C
         ItemKind::Symlink(_) => 0o777,
         _ => params.chmod.unwrap_or(entry.mode),
     };
+    let inode = match &entry.content {
+        Content::Path(path, _) => fs_err::metadata(path)
+            .ok()
+            .filter(|m| m.nlink() > 1)
+            .map(|m| (m.dev(), m.ino())),
+        _ => None,
+    };
     Item {
         target,
         kind,
@@ -207,6 +244,8 @@ fn context_item(entry: &crate::context::ContextEntry, target: String, params: &C
         uid,
         gid,
         mtime: entry.mtime,
+        overwrite: true,
+        inode,
     }
 }
 
@@ -230,6 +269,7 @@ fn tree_item(path: &Path, target: String, params: &CopyParams) -> Result<Item, S
         ItemKind::Symlink(_) => 0o777,
         _ => params.chmod.unwrap_or(meta.mode() & 0o7777),
     };
+    let inode = (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
     Ok(Item {
         target,
         kind,
@@ -237,6 +277,8 @@ fn tree_item(path: &Path, target: String, params: &CopyParams) -> Result<Item, S
         uid,
         gid,
         mtime: meta.mtime(),
+        overwrite: true,
+        inode,
     })
 }
 
@@ -292,8 +334,10 @@ fn collect_below(
 }
 
 /// Wildcards in a stage/image source, matched folder by folder inside the mounted tree; `..` and
-/// absolute paths are cleaned to stay inside it and symlinks named directly are not followed out of it.
-fn select_in_tree(dir: &Path, pattern: &str) -> Result<Vec<String>, String> {
+/// absolute paths are cleaned to stay inside it, and every lookup (folders listed for a wildcard, each
+/// match followed through its symlinks) is resolved inside the tree, never out of it.
+fn select_in_tree(dir: &Path, pattern: &str) -> Result<Vec<Match>, String> {
+    let tree = Root::open(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let cleaned = clean(pattern);
     let mut found = vec![String::new()];
     for part in cleaned.split('/').filter(|p| !p.is_empty()) {
@@ -303,28 +347,45 @@ fn select_in_tree(dir: &Path, pattern: &str) -> Result<Vec<String>, String> {
                 let matcher = globset::Glob::new(part)
                     .map_err(|e| format!("bad pattern `{pattern}`: {e}"))?
                     .compile_matcher();
-                let Ok(read) = fs_err::read_dir(dir.join(base)) else {
+                let Ok(entries) = tree.read_dir(Path::new(base)) else {
                     continue;
                 };
-                let mut names: Vec<String> = read
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| matcher.is_match(n))
-                    .collect();
-                names.sort();
-                next.extend(names.into_iter().map(|n| join(base, &n)));
-            } else if fs_err::symlink_metadata(dir.join(base).join(part)).is_ok() {
+                next.extend(
+                    entries
+                        .into_iter()
+                        .filter_map(|e| e.name.into_string().ok())
+                        .filter(|n| matcher.is_match(n))
+                        .map(|n| join(base, &n)),
+                );
+            } else {
                 next.push(join(base, part));
             }
         }
         found = next;
     }
-    if found.is_empty() {
+    let mut matches = Vec::new();
+    for name in found {
+        let real = tree
+            .resolve_in_root(Path::new(&name))
+            .map_err(|e| format!("`{pattern}`: {e}"))?;
+        let real = real.to_string_lossy().trim_start_matches('/').to_owned();
+        if !real.is_empty() && tree.lstat(Path::new(&real)).is_err() {
+            return Err(format!("`{pattern}`: /{name} does not exist in the source image"));
+        }
+        matches.push(Match { name, real });
+    }
+    if matches.is_empty() {
         return Err(format!("`{pattern}` does not exist in the source image"));
     }
-    Ok(found)
+    Ok(matches)
 }
 
-fn write_item(root: &Root, item: &Item) -> Result<(), String> {
+fn write_item(
+    root: &Root,
+    item: &Item,
+    parent_owner: (u32, u32),
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<(), String> {
     let rel = Path::new(&item.target);
     let err = |e: kiln_rootfs::RootfsError| format!("/{}: {e}", item.target);
     if item.target.is_empty() {
@@ -337,14 +398,21 @@ fn write_item(root: &Root, item: &Item) -> Result<(), String> {
         let parent = root.resolve_in_root(parent).map_err(err)?;
         let parent = parent.strip_prefix("/").unwrap_or(&parent).to_owned();
         if !parent.as_os_str().is_empty() {
-            root.mkdir_all(&parent, 0o755, item.uid, item.gid).map_err(err)?;
+            root.mkdir_all(&parent, 0o755, parent_owner.0, parent_owner.1)
+                .map_err(err)?;
         }
         resolved = parent.join(rel.file_name().unwrap_or_default());
     }
     let rel = resolved.as_path();
     match &item.kind {
         ItemKind::Dir => {
-            root.mkdir_all(rel, item.mode, item.uid, item.gid).map_err(err)?;
+            let existing = root.lstat(rel).is_ok_and(|m| m.kind == FileKind::Dir);
+            if existing && item.overwrite {
+                root.set_dir_owner_mode(rel, item.mode, item.uid, item.gid)
+                    .map_err(err)?;
+            } else {
+                root.mkdir_all(rel, item.mode, item.uid, item.gid).map_err(err)?;
+            }
         }
         ItemKind::Symlink(target) => {
             let _ = root.remove_all(rel);
@@ -352,6 +420,11 @@ fn write_item(root: &Root, item: &Item) -> Result<(), String> {
                 .map_err(err)?;
         }
         ItemKind::File(from) => {
+            if let Some(first) = item.inode.and_then(|key| links.get(&key))
+                && first != rel
+            {
+                return root.hardlink(first, rel).map_err(err);
+            }
             let mut out = root
                 .create_file(rel, item.mode, item.uid, item.gid)
                 .map_err(err)?;
@@ -365,6 +438,9 @@ fn write_item(root: &Root, item: &Item) -> Result<(), String> {
                 }
             }
             root.set_mtime(rel, item.mtime, 0).map_err(err)?;
+            if let Some(key) = item.inode {
+                links.entry(key).or_insert_with(|| rel.to_owned());
+            }
         }
     }
     Ok(())
@@ -372,4 +448,127 @@ fn write_item(root: &Root, item: &Item) -> Result<(), String> {
 
 fn copy_file(input: &mut impl Read, out: &mut std::fs::File) -> std::io::Result<u64> {
     std::io::copy(input, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn stat(path: &Path) -> (u32, u32, u32) {
+        let m = fs_err::symlink_metadata(path).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    fn params(dest: &str) -> CopyParams {
+        CopyParams {
+            dest: dest.to_owned(),
+            workdir: "/".to_owned(),
+            ..CopyParams::default()
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// A source stage tree: owned files, a symlink, a hard link pair, a 0700 folder.
+    fn stage_tree(dir: &Path) -> PathBuf {
+        let tree = dir.join("tree");
+        fs_err::create_dir_all(tree.join("out/sub")).unwrap();
+        fs_err::write(tree.join("out/a"), "a").unwrap();
+        fs_err::write(tree.join("out/sub/b"), "b").unwrap();
+        fs_err::hard_link(tree.join("out/sub/b"), tree.join("out/b-hard")).unwrap();
+        symlink("a", tree.join("out/link")).unwrap();
+        symlink("/out", tree.join("abs-link")).unwrap();
+        for path in ["out", "out/a", "out/sub", "out/sub/b"] {
+            std::os::unix::fs::chown(tree.join(path), Some(1000), Some(1000)).unwrap();
+        }
+        chmod(&tree.join("out/sub"), 0o700);
+        chmod(&tree.join("out/a"), 0o4755);
+        tree
+    }
+
+    #[test]
+    fn stage_sources_are_followed_and_keep_owners_and_hard_links() {
+        if !kiln_test_support::require_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tree = stage_tree(dir.path());
+        let image = dir.path().join("image");
+        fs_err::create_dir(&image).unwrap();
+        let root = Root::open(&image).unwrap();
+        let from = Sources::Tree(&tree);
+        // A named symlink (and one on the way) is followed and copied under its own name; the
+        // folder the copy makes on the way is root's, not the copied file's owner's.
+        copy(
+            &root,
+            &from,
+            &names(&["out/link", "abs-link/a"]),
+            &params("/new/"),
+        )
+        .unwrap();
+        assert_eq!(fs_err::read_to_string(image.join("new/link")).unwrap(), "a");
+        assert_eq!(stat(&image.join("new/link")), (0o4755, 1000, 1000));
+        assert_eq!(stat(&image.join("new")), (0o755, 0, 0));
+        // Wildcard matches are followed too.
+        copy(&root, &from, &names(&["out/l*"]), &params("/globbed/")).unwrap();
+        assert!(image.join("globbed/link").is_file());
+        // A folder: its destination folder is 0755 root (--chmod notwithstanding), what is below keeps
+        // owners and modes (or takes --chmod), and hard links stay hard links.
+        let chmod_params = CopyParams {
+            chmod: Some(0o750),
+            ..params("/copied")
+        };
+        copy(&root, &from, &names(&["out"]), &chmod_params).unwrap();
+        assert_eq!(stat(&image.join("copied")), (0o755, 0, 0));
+        assert_eq!(stat(&image.join("copied/sub")), (0o750, 1000, 1000));
+        let (one, two) = (
+            fs_err::metadata(image.join("copied/sub/b")).unwrap(),
+            fs_err::metadata(image.join("copied/b-hard")).unwrap(),
+        );
+        assert_eq!(one.ino(), two.ino(), "the hard link pair was split");
+        assert!(
+            fs_err::symlink_metadata(image.join("copied/link"))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "a symlink inside a copied folder is kept"
+        );
+    }
+
+    #[test]
+    fn existing_folders_below_the_destination_take_the_copied_metadata() {
+        if !kiln_test_support::require_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tree = stage_tree(dir.path());
+        let image = dir.path().join("image");
+        fs_err::create_dir_all(image.join("dest/sub")).unwrap();
+        chmod(&image.join("dest"), 0o1777);
+        chmod(&image.join("dest/sub"), 0o755);
+        let root = Root::open(&image).unwrap();
+        copy(&root, &Sources::Tree(&tree), &names(&["out"]), &params("/dest")).unwrap();
+        assert_eq!(
+            stat(&image.join("dest")),
+            (0o1777, 0, 0),
+            "the destination keeps its own"
+        );
+        assert_eq!(stat(&image.join("dest/sub")), (0o700, 1000, 1000));
+        // `--chown` also owns the folders made on the way.
+        let owned = CopyParams {
+            owner: Some((7, 8)),
+            ..params("/x/y/z")
+        };
+        copy(&root, &Sources::Tree(&tree), &names(&["out/a"]), &owned).unwrap();
+        assert_eq!(stat(&image.join("x/y")), (0o755, 7, 8));
+        assert_eq!(stat(&image.join("x/y/z")), (0o4755, 7, 8));
+    }
 }

@@ -538,9 +538,15 @@ impl Run<'_> {
             (StepArgs::Value { value }, "WORKDIR") => {
                 state.workdir = Some(value.clone());
                 let path = value.clone();
-                return self.fs_step(stage, &at, state, description, created_by, |run, root, _| {
-                    let ids = run.ids(root, None, &at)?;
-                    root.mkdir_all(Path::new(path.trim_start_matches('/')), 0o755, ids.0, ids.1)
+                // BuildKit makes the folders as USER, read as --chown reads it; a user the image
+                // does not know gets root-owned folders there (the next RUN fails instead).
+                let user = state.user.clone().filter(|u| !u.is_empty());
+                return self.fs_step(stage, &at, state, description, created_by, |_, root, _| {
+                    let (uid, gid) = user
+                        .as_deref()
+                        .and_then(|u| crate::copy::owner(root, u).ok())
+                        .unwrap_or((0, 0));
+                    root.mkdir_all(Path::new(path.trim_start_matches('/')), 0o755, uid, gid)
                         .map_err(|e| BuildError::step(&at, e.to_string()))
                 });
             }
@@ -638,18 +644,22 @@ impl Run<'_> {
         Ok(out)
     }
 
-    /// uid, gid and supplementary groups of `user` in the image at `root` (root when `None`).
+    /// uid, gid and supplementary groups of a RUN as `user` in the image at `root`. As in BuildKit, an
+    /// unset user is root with root's supplementary groups, and the primary group is always among the
+    /// supplementary ones (its fix for CVE-2023-25173).
     fn ids(&self, root: &Root, user: Option<&str>, at: &StepAt) -> Result<(u32, u32, Vec<u32>), BuildError> {
-        let Some(user) = user.filter(|u| !u.is_empty()) else {
-            return Ok((0, 0, Vec::new()));
-        };
+        let user = user.filter(|u| !u.is_empty()).unwrap_or("0");
         let (name, group) = match user.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (user, None),
         };
         let ids = kiln_rootfs::users::lookup_user(root, name, group)
             .map_err(|e| BuildError::step(at, e.to_string()))?;
-        Ok((ids.uid, ids.gid, ids.additional_gids))
+        let mut groups = ids.additional_gids;
+        if !groups.contains(&ids.gid) {
+            groups.insert(0, ids.gid);
+        }
+        Ok((ids.uid, ids.gid, groups))
     }
 
     /// A digest of what a COPY or RUN reads besides its instruction: context files, other stages.
@@ -777,15 +787,7 @@ impl Run<'_> {
                 ..
             } => {
                 let owner = match chown {
-                    Some(spec) => {
-                        let (u, g) = match spec.split_once(':') {
-                            Some((u, g)) => (u, Some(g)),
-                            None => (spec.as_str(), None),
-                        };
-                        let ids = kiln_rootfs::users::lookup_chown(root, u, g)
-                            .map_err(|e| BuildError::step(at, e.to_string()))?;
-                        Some((ids.uid, ids.gid))
-                    }
+                    Some(spec) => Some(crate::copy::owner(root, spec).map_err(|m| BuildError::step(at, m))?),
                     None => None,
                 };
                 let chmod = match chmod {

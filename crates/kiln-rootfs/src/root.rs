@@ -249,6 +249,17 @@ impl Root {
         Ok(())
     }
 
+    /// Sets the owner and mode of the existing directory `rel` (a symlink at `rel` is not followed:
+    /// [`RootfsError::NotADirectory`]).
+    pub fn set_dir_owner_mode(&self, rel: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), RootfsError> {
+        let (parent, name) = self.parent(rel)?;
+        let dir = sys::open_dir(&parent, name).map_err(|e| match e {
+            Errno::NOTDIR | Errno::LOOP => RootfsError::NotADirectory { path: inside(rel) },
+            e => self.err(rel)(e),
+        })?;
+        set_owner_mode(&dir, mode, uid, gid).map_err(self.err(rel))
+    }
+
     /// Creates the regular file `rel` (mode, owner) and returns it open for writing. An existing
     /// non-directory at `rel` (a symlink included) is replaced, never followed; a directory is
     /// [`RootfsError::IsADirectory`].

@@ -83,6 +83,28 @@ fn absolute_symlinks_and_dot_dot_chains_resolve_inside() {
 }
 
 #[test]
+fn set_dir_owner_mode_changes_the_directory_itself_never_a_symlink() {
+    if !kiln_test_support::require_root() {
+        return;
+    }
+    let (_dir, path, host) = hostile_root();
+    let root = Root::open(&path).unwrap();
+    root.set_dir_owner_mode(Path::new("/real"), 0o2750, 1000, 1001)
+        .unwrap();
+    let real = std::fs::metadata(path.join("real")).unwrap();
+    assert_eq!(
+        (real.mode() & 0o7777, real.uid(), real.gid()),
+        (0o2750, 1000, 1001)
+    );
+    for link in ["link-to-real", "hostdir"] {
+        let err = root.set_dir_owner_mode(Path::new(link), 0o777, 1, 1).unwrap_err();
+        assert!(matches!(err, RootfsError::NotADirectory { .. }), "{link}: {err}");
+    }
+    assert!(root.set_dir_owner_mode(Path::new("secret"), 0o777, 1, 1).is_err());
+    host_unchanged(&host);
+}
+
+#[test]
 fn mkdir_all_creates_only_what_is_missing() {
     if !kiln_test_support::require_root() {
         return;
