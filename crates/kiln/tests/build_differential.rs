@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use assert_cmd::cargo::CommandCargoExt;
-use kiln_test_support::{busybox_root, require_root, require_tool};
+use kiln_test_support::{busybox_root, podman_env, require_root, require_tool};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -263,7 +263,7 @@ fn run(cmd: &mut Command) -> Result<String, String> {
 struct Env {
     tmp: tempfile::TempDir,
     store: PathBuf,
-    containers: Vec<(&'static str, PathBuf)>,
+    containers: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 impl Drop for Env {
@@ -295,29 +295,16 @@ impl Env {
         }
         let tmp = tempfile::tempdir().unwrap();
         let root = busybox_root(tmp.path())?;
-        let base = tmp.path().join("buildah");
-        fs_err::create_dir_all(&base).unwrap();
-        let storage = base.join("storage.conf");
-        fs_err::write(
-            &storage,
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
-                base.display()
-            ),
-        )
-        .unwrap();
-        let containers = base.join("containers.conf");
-        fs_err::write(
-            &containers,
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\nruntime = \"runc\"\n",
-        )
-        .unwrap();
+        // buildah reads podman's storage and containers configuration: written once here.
+        let mut probe = Command::new("buildah");
+        podman_env(tmp.path(), &mut probe);
+        let containers = probe
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
         let env = Env {
             store: tmp.path().join("store"),
-            containers: vec![
-                ("CONTAINERS_STORAGE_CONF", storage),
-                ("CONTAINERS_CONF", containers),
-            ],
+            containers,
             tmp,
         };
         let archive = env.path("busybox.tar");
