@@ -6,6 +6,7 @@ pub mod names;
 mod routes;
 mod service;
 pub mod storage;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,12 +38,17 @@ pub fn router(storage: Arc<dyn Storage>, config: RegistryConfig) -> axum::Router
     axum::Router::new().fallback(routes::handle).with_state(app)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves `router` on `listener` (a `tokio::net::TcpListener`, or a [`tls::TlsListener`]) until `shutdown`
+/// completes, then lets requests in flight finish.
+pub async fn serve<L>(
+    listener: L,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -75,6 +75,9 @@ pub enum Command {
     Dockerfile(DockerfileArgs),
     /// Run an OCI distribution registry (the CI intermediate or buildset registry). Needs no repository.
     Serve(ServeArgs),
+    /// Maintenance of a `kiln serve` root while no server runs on it: gc and fsck.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Images in the content store: import, ls, inspect, export, rm (see docs/cli.md).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -371,6 +374,80 @@ pub struct ServeArgs {
     /// The service name in challenges and tokens [default: kiln]. Config: `[auth] service`.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (leaf first; with --tls-key). Config: `[tls] cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert. Config: `[tls] key`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a generated CA and server certificate kept in <root>/tls (reused on restart); the
+    /// CA's path is printed at start for clients to trust (skopeo/podman: --cert-dir <root>/tls).
+    /// Config: `[tls] self-signed = true`.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+
+    /// Collect garbage this often while serving (`30m`, `6h`) [default: 1h with --expire-tags, else
+    /// off]. Config: `[gc] interval`.
+    #[arg(long, value_name = "DURATION")]
+    pub gc_interval: Option<String>,
+
+    /// GC keeps uploads, links and blobs younger than this whatever references them [default: 1h].
+    /// Config: `[gc] grace`.
+    #[arg(long, value_name = "DURATION")]
+    pub gc_grace: Option<String>,
+
+    /// Expire tags matching a glob this long after their last push, at each GC (`change_*=24h`;
+    /// repeatable). Config: `[gc] expire-tags = ["change_*=24h"]`.
+    #[arg(long, value_name = "PATTERN=DURATION")]
+    pub expire_tags: Vec<String>,
+}
+
+/// `kiln registry …`: offline maintenance of a registry root.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Remove what no tag reaches: walks image manifests, indexes and referrers from every tag; keeps
+    /// anything younger than --grace (uploads in flight); prints what it removed.
+    Gc(RegistryGcArgs),
+    /// Verify every blob's digest and every tag, manifest, layer and referrer link; print each problem
+    /// with its path and exit 1 if there is any.
+    Fsck(RegistryFsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryGcArgs {
+    /// The registry root (as given to `kiln serve --root`).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Keep uploads, links and blobs younger than this [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+
+    /// Expire tags matching a glob this long after their last push (`change_*=24h`; repeatable).
+    #[arg(long, value_name = "PATTERN=DURATION")]
+    pub expire_tags: Vec<String>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryFsckArgs {
+    /// The registry root (as given to `kiln serve --root`).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Print the problems as JSON (`[{path, problem}]`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

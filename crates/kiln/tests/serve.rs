@@ -56,6 +56,11 @@ fn serve_help_explains_every_option() {
         "--root",
         "--allow-anonymous-push",
         "--max-manifest-size",
+        "--htpasswd",
+        "--token-key",
+        "--tls-self-signed",
+        "--gc-interval",
+        "--expire-tags",
         "loopback",
     ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");
@@ -267,4 +272,53 @@ fn serve_with_users_generates_a_key_and_podman_logs_in_and_pushes() {
         ]));
     }
     drop(child);
+}
+
+#[test]
+fn serve_tls_self_signed_prints_its_ca_and_registry_gc_and_fsck_run_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("reg");
+    let mut cmd = Command::cargo_bin("kiln").unwrap();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--tls-self-signed", "--root"])
+        .arg(&root);
+    let (server, text, _) = start_serve(&mut cmd);
+    drop(server);
+    let ca = root.join("tls/ca.crt");
+    assert!(
+        text.contains(&ca.display().to_string()) && text.contains("--cert-dir"),
+        "{text}"
+    );
+    assert!(text.contains("listening on https://127.0.0.1:"), "{text}");
+    assert!(ca.is_file());
+
+    let kiln = |args: &[&str]| {
+        Command::cargo_bin("kiln")
+            .unwrap()
+            .args(args)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .unwrap()
+    };
+    let out = kiln(&["registry", "fsck"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kiln(&[
+        "registry",
+        "gc",
+        "--dry-run",
+        "--json",
+        "--expire-tags",
+        "change_*=24h",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["blobs"], serde_json::json!([]));
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["registry", "gc", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a kiln registry root"));
 }

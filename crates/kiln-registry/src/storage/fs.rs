@@ -78,7 +78,7 @@ fn remove_if_present(path: &Path) -> io::Result<bool> {
 }
 
 /// Sorted names of the entries of `dir` that do not start with `.` (temp files); empty if `dir` is absent.
-fn list_names(dir: &Path) -> io::Result<Vec<String>> {
+pub(crate) fn list_names(dir: &Path) -> io::Result<Vec<String>> {
     let Some(entries) = not_found(fs_err::read_dir(dir))? else {
         return Ok(Vec::new());
     };
@@ -126,12 +126,22 @@ impl FsStorage {
         })
     }
 
+    /// The registry root.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Drops the in-memory state of an upload session (its files are being removed).
+    pub(crate) fn forget_upload(&self, id: &str) {
+        self.uploads().remove(id);
+    }
+
     /// The blob store shared by every repository.
     pub fn blob_store(&self) -> &BlobStore {
         &self.inner.store
     }
 
-    fn repo_dir(&self, repo: &RepoName) -> PathBuf {
+    pub(crate) fn repo_dir(&self, repo: &RepoName) -> PathBuf {
         let mut dir = self.inner.root.join("repositories");
         dir.extend(repo.components());
         dir
@@ -151,11 +161,11 @@ impl FsStorage {
             .join(digest.hex())
     }
 
-    fn tag_file(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
+    pub(crate) fn tag_file(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
         self.repo_dir(repo).join("_tags").join(tag.as_str())
     }
 
-    fn referrer_dir(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
+    pub(crate) fn referrer_dir(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
         self.repo_dir(repo)
             .join("_referrers")
             .join(subject.algorithm().name())
@@ -199,7 +209,7 @@ impl FsStorage {
         ))?)
     }
 
-    fn read_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, StorageError> {
+    pub(crate) fn read_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, StorageError> {
         let path = self.tag_file(repo, tag);
         let Some(text) = not_found(fs_err::read_to_string(&path))? else {
             return Ok(None);

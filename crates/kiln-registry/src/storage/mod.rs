@@ -2,6 +2,7 @@
 //! filesystem implementation. An object-store backend implements the same trait.
 
 mod fs;
+mod gc;
 
 use std::io::{self, Read, Seek};
 
@@ -10,6 +11,7 @@ use kiln_oci::{Algorithm, Digest};
 use crate::names::{Reference, RepoName, Tag};
 
 pub use fs::FsStorage;
+pub use gc::{GcOptions, GcReport, Problem, TagExpiry};
 
 /// A blob being read: seekable for Range requests.
 pub trait BlobRead: Read + Seek + Send {}

@@ -4,5 +4,7 @@
 
 mod api;
 mod auth;
+mod gc;
 mod skopeo;
 mod support;
+mod tls;

@@ -14,6 +14,7 @@ mod promote;
 mod pull;
 mod push;
 mod registry;
+mod registry_admin;
 mod serve;
 mod tag;
 mod untag;
@@ -30,6 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dockerfile(args) => dockerfile::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Registry(command) => registry_admin::run(&command),
         Command::Image(command) => image::run(global, &command),
         Command::Gc(args) => gc::run(global, &args),
         Command::Build(args) => build::run(global, &args),

@@ -14,11 +14,29 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let storage = FsStorage::open(&settings.root)
         .with_context(|| format!("cannot open registry root {}", settings.root.display()))?;
     let mut registry = settings.registry.clone();
+    let https = settings.tls != config::Tls::Off;
     registry.auth = Arc::new(
         settings
             .auth
-            .build(false, &mut |m| eprintln!("kiln serve: {m}"))?,
+            .build(https, &mut |m| eprintln!("kiln serve: {m}"))?,
     );
+    let tls = match &settings.tls {
+        config::Tls::Off => None,
+        config::Tls::Files { cert, key } => Some(kiln_registry::tls::server_config(cert, key)?),
+        config::Tls::SelfSigned => {
+            let dir = settings.root.join("tls");
+            let made = kiln_registry::tls::self_signed(&dir, &certificate_names(settings.listen))?;
+            eprintln!(
+                "kiln serve: TLS with a {} self-signed certificate; clients must trust the CA {} \
+                 (skopeo/podman: --cert-dir {})",
+                if made.generated { "new" } else { "reused" },
+                made.ca.display(),
+                dir.display()
+            );
+            Some(kiln_registry::tls::server_config(&made.cert, &made.key)?)
+        }
+    };
+    let gc_storage = storage.clone();
     let router = kiln_registry::router(Arc::new(storage), registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,15 +50,68 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .local_addr()
             .context("cannot read the listening address")?;
         // Scripts read this line to learn the port when --listen ends in :0.
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "kiln serve: listening on http://{addr} (root {}, auth {})",
+            "kiln serve: listening on {scheme}://{addr} (root {}, auth {})",
             settings.root.display(),
             settings.auth.mode.as_str()
         );
-        kiln_registry::serve(listener, router, shutdown_signal())
-            .await
-            .with_context(|| format!("registry on {addr} failed"))
+        if let Some((every, options)) = settings.gc.clone() {
+            tokio::spawn(collect_garbage(gc_storage, every, options));
+        }
+        let served = match tls {
+            Some(config) => {
+                let listener = kiln_registry::tls::TlsListener::new(listener, config)
+                    .context("cannot start the TLS listener")?;
+                kiln_registry::serve(listener, router, shutdown_signal()).await
+            }
+            None => kiln_registry::serve(listener, router, shutdown_signal()).await,
+        };
+        served.with_context(|| format!("registry on {addr} failed"))
     })
+}
+
+/// The names a self-signed certificate covers: loopback, this host's name, and the listen address.
+fn certificate_names(listen: std::net::SocketAddr) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Ok(host) = fs_err::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && !names.iter().any(|n| n == host) {
+            names.push(host.to_owned());
+        }
+    }
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    names
+}
+
+/// Online GC: every `every`, on the blocking pool; a summary on stderr when something went.
+async fn collect_garbage(
+    storage: FsStorage,
+    every: std::time::Duration,
+    options: kiln_registry::storage::GcOptions,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await; // the first tick is immediate: let the server start first
+    loop {
+        tick.tick().await;
+        let (s, o) = (storage.clone(), options.clone());
+        match tokio::task::spawn_blocking(move || s.gc(&o)).await {
+            Ok(Ok(r)) if r == Default::default() => {}
+            Ok(Ok(r)) => eprintln!(
+                "kiln serve: gc removed {} blobs ({} bytes), {} manifests, {} expired tags, {} uploads",
+                r.blobs.len(),
+                r.bytes,
+                r.manifests.len(),
+                r.expired_tags.len(),
+                r.uploads.len()
+            ),
+            Ok(Err(e)) => eprintln!("kiln serve: gc failed: {e}"),
+            Err(e) => eprintln!("kiln serve: gc task failed: {e}"),
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM; requests in flight then finish.

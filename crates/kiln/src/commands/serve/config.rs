@@ -21,6 +21,36 @@ pub struct FileConfig {
     pub max_manifest_size: Option<usize>,
     #[serde(default)]
     pub auth: AuthSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub gc: GcSection,
+}
+
+/// `[gc]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GcSection {
+    pub interval: Option<String>,
+    pub grace: Option<String>,
+    pub expire_tags: Option<Vec<String>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed: Option<bool>,
+}
+
+/// How `kiln serve` speaks: plain HTTP or HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    Off,
+    Files { cert: PathBuf, key: PathBuf },
+    SelfSigned,
 }
 
 /// `[auth]`.
@@ -60,9 +90,16 @@ impl FileConfig {
 
     fn resolve_paths(&mut self, base: &Path) {
         let auth = &mut self.auth;
-        for p in [&mut self.root, &mut auth.htpasswd, &mut auth.token_key]
-            .into_iter()
-            .flatten()
+        let tls = &mut self.tls;
+        for p in [
+            &mut self.root,
+            &mut auth.htpasswd,
+            &mut auth.token_key,
+            &mut tls.cert,
+            &mut tls.key,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -88,6 +125,19 @@ impl FileConfig {
         }
         auth.realm = args.realm.clone().or(auth.realm.take());
         auth.service = args.service.clone().or(auth.service.take());
+        let gc = &mut self.gc;
+        gc.interval = args.gc_interval.clone().or(gc.interval.take());
+        gc.grace = args.gc_grace.clone().or(gc.grace.take());
+        if !args.expire_tags.is_empty() {
+            gc.expire_tags = Some(args.expire_tags.clone());
+        }
+        let tls = &mut self.tls;
+        if args.tls_cert.is_some() || args.tls_self_signed {
+            // One way of doing TLS: the command line's replaces the file's.
+            tls.cert = args.tls_cert.clone();
+            tls.key = args.tls_key.clone();
+            tls.self_signed = Some(args.tls_self_signed);
+        }
         self
     }
 }
@@ -99,6 +149,9 @@ pub struct Settings {
     pub root: PathBuf,
     pub registry: kiln_registry::RegistryConfig,
     pub auth: AuthSettings,
+    pub tls: Tls,
+    /// Online GC: how often, and how.
+    pub gc: Option<(Duration, kiln_registry::storage::GcOptions)>,
 }
 
 /// `[auth]`, checked.
@@ -209,6 +262,14 @@ impl Settings {
             bail!("no registry root: pass --root DIR or set `root` in the config file");
         };
         let auth = AuthSettings::from_section(file.auth, &root)?;
+        let t = file.tls;
+        let tls = match (t.cert, t.key, t.self_signed.unwrap_or(false)) {
+            (None, None, false) => Tls::Off,
+            (None, None, true) => Tls::SelfSigned,
+            (Some(cert), Some(key), false) => Tls::Files { cert, key },
+            (Some(_), Some(_), true) => bail!("[tls] self-signed and a certificate exclude each other"),
+            _ => bail!("TLS needs both a certificate and its key (--tls-cert and --tls-key)"),
+        };
         if auth.mode == AuthMode::Open
             && !listen.ip().is_loopback()
             && !file.allow_anonymous_push.unwrap_or(false)
@@ -223,11 +284,26 @@ impl Settings {
         if let Some(max) = file.max_manifest_size {
             registry.max_manifest_bytes = max;
         }
+        let g = file.gc;
+        let expire_tags = g.expire_tags.unwrap_or_default();
+        let gc = match g.interval.as_deref() {
+            Some("0") | Some("off") => None,
+            None if expire_tags.is_empty() => None,
+            interval => {
+                let every = kiln_tree::parse_duration(interval.unwrap_or("1h"))
+                    .map_err(|e| anyhow::anyhow!("gc interval: {e}"))?;
+                let options =
+                    super::super::registry_admin::gc_options(g.grace.as_deref(), &expire_tags, false)?;
+                Some((Duration::from_secs(every.max(1)), options))
+            }
+        };
         Ok(Settings {
             listen,
             root,
             registry,
             auth,
+            tls,
+            gc,
         })
     }
 }
@@ -336,5 +412,41 @@ mod tests {
         let e = settings("root = \"/r\"\n[auth]\nmode = \"restricted\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("--htpasswd"), "{e}");
         assert!(settings("root = \"/r\"\n[auth]\nmode = \"closed\"\n", &[]).is_err());
+    }
+
+    #[test]
+    fn tls_from_the_file_or_the_flags() {
+        let s = settings("root = \"/r\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n", &[]).unwrap();
+        assert_eq!(
+            s.tls,
+            Tls::Files {
+                cert: "/etc/kiln/c.pem".into(),
+                key: "/etc/kiln/k.pem".into()
+            }
+        );
+        let s = settings(
+            "root = \"/r\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            &["--tls-self-signed"],
+        )
+        .unwrap();
+        assert_eq!(s.tls, Tls::SelfSigned);
+        assert!(settings("root = \"/r\"\n[tls]\ncert = \"c.pem\"\n", &[]).is_err());
+        assert_eq!(settings("root = \"/r\"", &[]).unwrap().tls, Tls::Off);
+    }
+
+    #[test]
+    fn gc_runs_when_asked_or_when_tags_expire() {
+        assert!(settings("root = \"/r\"", &[]).unwrap().gc.is_none());
+        let s = settings("root = \"/r\"\n[gc]\nexpire-tags = [\"change_*=24h\"]\n", &[]).unwrap();
+        let (every, options) = s.gc.unwrap();
+        assert_eq!(every, Duration::from_secs(3600));
+        assert_eq!(options.expire_tags[0].pattern(), "change_*");
+        let s = settings("root = \"/r\"", &["--gc-interval", "10m", "--gc-grace", "5m"]).unwrap();
+        let (every, options) = s.gc.unwrap();
+        assert_eq!(
+            (every, options.grace),
+            (Duration::from_secs(600), Duration::from_secs(300))
+        );
+        assert!(settings("root = \"/r\"", &["--expire-tags", "change_*"]).is_err());
     }
 }
