@@ -94,11 +94,18 @@ pub fn decompress_as<'a, R: Read + 'a>(
     })
 }
 
-/// A zstd encoder with kiln's fixed parameters (level 3, multi-threaded).
+/// The size of the jobs zstd's worker threads compress. zstd's default for level 3 is 8 MiB, and it keeps
+/// workers + 2 jobs in flight, input and output buffers each: ~70 MB with 2 workers. 2 MiB jobs need a
+/// quarter of that for the same speed and ratio (measured on a 200 MB layer).
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
+
+/// A zstd encoder with kiln's fixed parameters (level 3, multi-threaded, 2 MiB jobs: the output depends
+/// on neither the number of threads nor the machine).
 pub fn zstd_encoder<W: Write>(writer: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
     let mut encoder = zstd::stream::write::Encoder::new(writer, 3)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     encoder.multithread(workers as u32)?;
+    encoder.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     Ok(encoder)
 }
 

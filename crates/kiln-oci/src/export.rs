@@ -2,9 +2,12 @@
 //! config, uncompressed layer tars, the legacy `repositories`), optionally zstd-compressed as a whole
 //! (`image.tar.zst`); OCI archives and OCI layout folders, with blobs copied byte-exact so digests survive.
 //!
-//! Everything streams: a layer is decompressed twice (once to learn its size and check its diff ID, once
-//! into the archive), never held in memory. Files are written to a temporary name next to the target and
-//! renamed when complete.
+//! Everything streams: a layer is decompressed once to learn its size (a tar header needs it up front) and
+//! check its diff ID, then written into the archive, never held in memory. In a zstd-compressed
+//! docker-archive (`image.tar.zst`) a zstd layer blob is not decompressed a second time and compressed
+//! again: its frames are copied in verbatim between frames holding the rest of the archive. A zstd stream
+//! may be any sequence of frames, so the file decompresses to exactly the same archive, at a fraction of
+//! the cost. Files are written to a temporary name next to the target and renamed when complete.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Read, Write};
@@ -116,11 +119,117 @@ fn blob_sizes(store: &ImageStore, root: &Descriptor) -> Result<BTreeMap<Digest, 
     Ok(out)
 }
 
+/// The output of an archive writer.
+trait ArchiveWrite: Write {
+    /// Whether complete zstd frames may be copied into the file itself (a zstd-compressed output).
+    fn takes_zstd_frames(&self) -> bool;
+    /// Ends the current zstd frame, if any, and returns the file itself; later writes start a new frame.
+    fn end_frame(&mut self) -> io::Result<&mut dyn Write>;
+}
+
+/// An uncompressed output.
+struct Plain<W>(W);
+
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> ArchiveWrite for Plain<W> {
+    fn takes_zstd_frames(&self) -> bool {
+        false
+    }
+
+    fn end_frame(&mut self) -> io::Result<&mut dyn Write> {
+        Ok(&mut self.0)
+    }
+}
+
+/// A zstd-compressed output made of frames: what is written goes through kiln's zstd encoder, started
+/// lazily; [`ArchiveWrite::zstd_frames`] ends the frame so that ready-made frames can follow it.
+struct Frames<W: Write> {
+    raw: Option<W>,
+    encoder: Option<zstd::stream::write::Encoder<'static, W>>,
+}
+
+impl<W: Write> Frames<W> {
+    fn new(out: W) -> Frames<W> {
+        Frames {
+            raw: Some(out),
+            encoder: None,
+        }
+    }
+
+    fn encoder(&mut self) -> io::Result<&mut zstd::stream::write::Encoder<'static, W>> {
+        if self.encoder.is_none() {
+            let raw = self
+                .raw
+                .take()
+                .ok_or_else(|| io::Error::other("zstd output already finished"))?;
+            self.encoder = Some(zstd_encoder(raw)?);
+        }
+        self.encoder
+            .as_mut()
+            .ok_or_else(|| io::Error::other("zstd output already finished"))
+    }
+
+    /// Ends the current frame, if any, and returns the file.
+    fn finish_frame(&mut self) -> io::Result<&mut W> {
+        if let Some(encoder) = self.encoder.take() {
+            self.raw = Some(encoder.finish()?);
+        }
+        self.raw
+            .as_mut()
+            .ok_or_else(|| io::Error::other("zstd output already finished"))
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        // An archive always ends in compressed bytes (tar's end blocks), so there is a frame to end; an
+        // empty output would still be a valid (empty) zstd file only with a frame, so make one.
+        if self.encoder.is_none() {
+            self.encoder()?;
+        }
+        self.finish_frame()?;
+        self.raw
+            .take()
+            .ok_or_else(|| io::Error::other("zstd output already finished"))
+    }
+}
+
+impl<W: Write> Write for Frames<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.encoder()?.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match (&mut self.encoder, &mut self.raw) {
+            (Some(encoder), _) => encoder.flush(),
+            (None, Some(raw)) => raw.flush(),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl<W: Write> ArchiveWrite for Frames<W> {
+    fn takes_zstd_frames(&self) -> bool {
+        true
+    }
+
+    fn end_frame(&mut self) -> io::Result<&mut dyn Write> {
+        Ok(self.finish_frame()?)
+    }
+}
+
 /// Writes through `f` into a temp file next to `path`, optionally zstd-compressed, then renames it.
 fn write_file(
     path: &Path,
     zstd: bool,
-    f: impl FnOnce(Box<dyn Write + '_>) -> Result<Box<dyn Write + '_>, ImageError>,
+    f: impl FnOnce(&mut dyn ArchiveWrite) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -138,16 +247,17 @@ fn write_file(
     let io_err = |e: io::Error| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()));
     let file = temp.as_file().try_clone().map_err(io_err)?;
     let buffered = BufWriter::with_capacity(1 << 20, file);
-    if zstd {
-        let encoder = zstd_encoder(buffered).map_err(io_err)?;
-        let mut out = f(Box::new(encoder.auto_finish()))?;
-        out.flush().map_err(io_err)?;
-        drop(out);
+    let mut buffered = if zstd {
+        let mut out = Frames::new(buffered);
+        f(&mut out)?;
+        out.finish().map_err(io_err)?
     } else {
-        let mut out = f(Box::new(buffered))?;
-        out.flush().map_err(io_err)?;
-        drop(out);
-    }
+        let mut out = Plain(buffered);
+        f(&mut out)?;
+        out.0
+    };
+    buffered.flush().map_err(io_err)?;
+    drop(buffered);
     // tempfile creates 0600 files; an exported image is meant to be shared.
     use std::os::unix::fs::PermissionsExt as _;
     temp.as_file()
@@ -185,11 +295,8 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -
     tar.append_data(&mut header, name, bytes)
 }
 
-/// Opens a layer blob decompressed, hashing the uncompressed stream.
-fn open_layer<'a>(
-    blobs: &'a BlobStore,
-    layer: &Descriptor,
-) -> Result<HashingReader<Box<dyn Read + 'a>>, ImageError> {
+/// The compression of a layer blob, from its media type; foreign layers are refused.
+fn layer_compression(blobs: &BlobStore, layer: &Descriptor) -> Result<Compression, ImageError> {
     let media_type = layer.media_type.as_deref().unwrap_or(mt::OCI_LAYER_GZIP);
     let compression = Compression::of_layer_media_type(media_type).ok_or_else(|| {
         ImageError::archive(
@@ -206,18 +313,27 @@ fn open_layer<'a>(
             format!("layer {} is a foreign layer, not in the store", layer.digest),
         ));
     }
+    Ok(compression)
+}
+
+/// Opens a layer blob decompressed, hashing the uncompressed stream.
+fn open_layer<'a>(
+    blobs: &'a BlobStore,
+    layer: &Descriptor,
+) -> Result<HashingReader<Box<dyn Read + 'a>>, ImageError> {
+    let compression = layer_compression(blobs, layer)?;
     let blob = open_exported_blob(blobs, &layer.digest)?;
     let reader = decompress_as(compression, io::BufReader::with_capacity(1 << 20, blob))?;
     Ok(HashingReader::new(reader))
 }
 
-fn write_docker_archive<'w>(
+fn write_docker_archive(
     store: &ImageStore,
     name: &str,
     layers: &[Descriptor],
     config: &[u8],
-    out: Box<dyn Write + 'w>,
-) -> Result<Box<dyn Write + 'w>, ImageError> {
+    out: &mut dyn ArchiveWrite,
+) -> Result<(), ImageError> {
     let config_digest = crate::digest::Algorithm::Sha256.digest(config);
     let rootfs: ConfigRootfs = from_json(config, || format!("config {config_digest}"))?;
     if rootfs.rootfs.diff_ids.len() != layers.len() {
@@ -258,13 +374,24 @@ fn write_docker_archive<'w>(
         io::copy(&mut reader, &mut io::sink())?;
         check(&reader)?;
         let size = reader.len;
+        let mut header = file_header(size, 0o644);
+        header.set_path(&layer_name)?;
+        header.set_cksum();
+        if tar.get_mut().takes_zstd_frames() && layer_compression(store.blobs(), layer)? == Compression::Zstd
+        {
+            // The blob's frames go in as they are. It is verified against its digest while it is copied,
+            // so it is the very blob that decompressed to `size` bytes with this diff ID above.
+            tar.get_mut().write_all(header.as_bytes())?;
+            let raw = tar.get_mut().end_frame()?;
+            let mut blob = open_exported_blob(store.blobs(), &layer.digest)?;
+            copy_blob(&mut blob, raw).map_err(|e| blob.into_error(e))?;
+            let padding = (512 - size % 512) % 512;
+            tar.get_mut().write_all(&[0u8; 512][..padding as usize])?;
+            continue;
+        }
         let mut reader = open_layer(store.blobs(), layer)?;
-        let header = file_header(size, 0o644);
         let mut limited = (&mut reader).take(size);
-        let mut with_name = header;
-        with_name.set_path(&layer_name)?;
-        with_name.set_cksum();
-        tar.append(&with_name, &mut limited)?;
+        tar.append(&header, &mut limited)?;
         if reader.len != size {
             return Err(ImageError::archive(
                 store.blobs().blob_path(&layer.digest),
@@ -286,7 +413,24 @@ fn write_docker_archive<'w>(
         let repositories = serde_json::json!({ repo: { tag: top.hex() } });
         append_bytes(&mut tar, "repositories", &to_json(&repositories))?;
     }
-    Ok(tar.into_inner()?)
+    tar.into_inner()?.flush()?;
+    Ok(())
+}
+
+/// Copies a blob in 1 MiB reads (the reader verifies it at the end).
+fn copy_blob(from: &mut impl Read, to: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 /// The `index.json` of an exported layout: the image under its full name (containerd's annotation) and
@@ -321,12 +465,12 @@ fn export_index(
     }))
 }
 
-fn write_oci_archive<'w>(
+fn write_oci_archive(
     store: &ImageStore,
     blobs: &BTreeMap<Digest, u64>,
     index: &[u8],
-    out: Box<dyn Write + 'w>,
-) -> Result<Box<dyn Write + 'w>, ImageError> {
+    out: &mut dyn ArchiveWrite,
+) -> Result<(), ImageError> {
     let mut tar = tar::Builder::new(out);
     append_bytes(&mut tar, "oci-layout", OCI_LAYOUT_FILE.as_bytes())?;
     append_bytes(&mut tar, "index.json", index)?;
@@ -341,7 +485,8 @@ fn write_oci_archive<'w>(
         let name = format!("blobs/{}/{}", digest.algorithm().name(), digest.hex());
         tar.append_data(&mut header, &name, reader.take(*size))?;
     }
-    Ok(tar.into_inner()?)
+    tar.into_inner()?.flush()?;
+    Ok(())
 }
 
 fn write_oci_dir(
@@ -408,6 +553,93 @@ fn open_exported_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::{LayerWriter, StoredLayer};
+
+    /// An image of three layers, one per compression, with sizes that are not multiples of 512.
+    fn three_layer_image(store: &ImageStore) -> Vec<StoredLayer> {
+        let mut layers = Vec::new();
+        for (i, compression) in [Compression::Zstd, Compression::Gzip, Compression::None]
+            .into_iter()
+            .enumerate()
+        {
+            let mut w = LayerWriter::new(store.blobs(), compression).unwrap();
+            let content: Vec<u8> = (0..300_000 + i * 777).map(|n| (n % 251) as u8).collect();
+            w.write_all(&content).unwrap();
+            layers.push(w.finish().unwrap());
+        }
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        let manifest = crate::import::store_image(store, &to_json(&config), &layers).unwrap();
+        store.set_ref("localhost/x:1", &manifest).unwrap();
+        layers
+    }
+
+    fn docker_archive(store: &ImageStore, path: &Path, zstd: bool) {
+        export(store, "localhost/x:1", path, ExportFormat::DockerArchive { zstd }).unwrap();
+    }
+
+    #[test]
+    fn a_zstd_archive_takes_zstd_layers_as_they_are_and_decompresses_to_the_plain_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let layers = three_layer_image(&store);
+        let plain = dir.path().join("image.tar");
+        let packed = dir.path().join("image.tar.zst");
+        docker_archive(&store, &plain, false);
+        docker_archive(&store, &packed, true);
+        let plain = fs_err::read(&plain).unwrap();
+        let packed = fs_err::read(&packed).unwrap();
+        assert_eq!(zstd::stream::decode_all(&packed[..]).unwrap(), plain);
+        // The zstd layer blob is in the file byte for byte.
+        let blob = store
+            .blobs()
+            .read_verified(&layers[0].descriptor.digest)
+            .unwrap()
+            .unwrap();
+        assert!(packed.windows(blob.len()).any(|w| w == blob.as_slice()));
+        // Every layer is in the archive whole, under its diff ID.
+        let mut archive = tar::Archive::new(&plain[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        for layer in &layers {
+            assert!(names.contains(&format!("{}.tar", layer.diff_id.hex())));
+        }
+        // The same inputs give the same file.
+        let again = dir.path().join("again.tar.zst");
+        docker_archive(&store, &again, true);
+        assert_eq!(fs_err::read(&again).unwrap(), packed);
+    }
+
+    #[test]
+    fn a_damaged_zstd_layer_blob_fails_the_export_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let layers = three_layer_image(&store);
+        let path = store.blobs().blob_path(&layers[0].descriptor.digest);
+        let mut bytes = fs_err::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs_err::write(&path, bytes).unwrap();
+        let packed = dir.path().join("image.tar.zst");
+        assert!(
+            export(
+                &store,
+                "localhost/x:1",
+                &packed,
+                ExportFormat::DockerArchive { zstd: true }
+            )
+            .is_err()
+        );
+        assert!(!packed.exists());
+        let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "only the store is left");
+    }
 
     #[test]
     fn the_extension_picks_the_format() {

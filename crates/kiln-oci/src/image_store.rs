@@ -192,9 +192,12 @@ impl ImageStore {
             }
             !same
         });
-        manifests.push(named);
-        manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
-        self.write_index(&manifests)?;
+        // Naming an image again as it is named (a no-change rebuild) leaves index.json as it is.
+        if previous.as_ref() != Some(&named) {
+            manifests.push(named);
+            manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
+            self.write_index(&manifests)?;
+        }
         Ok(previous.map(|mut d| {
             d.annotations = None;
             d
@@ -511,6 +514,12 @@ mod tests {
         // Reopening keeps the refs.
         let again = ImageStore::open(dir.path()).unwrap();
         assert_eq!(again.refs().unwrap().len(), 1);
+        // Naming an image again as it is named leaves index.json alone.
+        use std::os::unix::fs::MetadataExt;
+        let inode = || fs_err::metadata(dir.path().join("index.json")).unwrap().ino();
+        let before = inode();
+        assert_eq!(again.set_ref("localhost/y:1", &b).unwrap(), Some(b.clone()));
+        assert_eq!(inode(), before);
     }
 
     #[test]

@@ -112,15 +112,33 @@ impl BlobStore {
     }
 
     /// Stores `bytes`, verifying them against `expected` if given. Returns the digest in `algorithm`.
+    /// Bytes already stored under their digest are not written again: no temp file, no fsync (a no-change
+    /// rebuild stores the same config and manifest, and each fsync can take tens of milliseconds).
     pub fn put(
         &self,
         algorithm: Algorithm,
         bytes: &[u8],
         expected: Option<&Digest>,
     ) -> Result<Digest, StoreError> {
+        let digest = algorithm.digest(bytes);
+        if expected.is_none_or(|e| *e == digest) && self.holds(&digest, bytes)? {
+            return Ok(digest);
+        }
         let mut writer = self.writer(algorithm)?;
         writer.write_all(bytes)?;
         writer.commit(expected)
+    }
+
+    /// Whether the blob `digest` is stored with exactly `bytes` (a damaged copy is not: it gets rewritten).
+    fn holds(&self, digest: &Digest, bytes: &[u8]) -> Result<bool, StoreError> {
+        if self.size(digest)? != Some(bytes.len() as u64) {
+            return Ok(false);
+        }
+        match fs_err::read(self.blob_path(digest)) {
+            Ok(stored) => Ok(stored == bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A writer into a fresh temporary file under `<root>/ingest/`, discarded unless committed.
@@ -430,6 +448,30 @@ mod tests {
             .unwrap()
             .next()
             .is_none()
+    }
+
+    #[test]
+    fn putting_stored_bytes_again_writes_nothing_and_repairs_a_damaged_copy() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let digest = store.put(Algorithm::Sha256, b"config", None).unwrap();
+        let inode = |s: &BlobStore| fs_err::metadata(s.blob_path(&digest)).unwrap().ino();
+        let first = inode(&store);
+        assert_eq!(
+            store.put(Algorithm::Sha256, b"config", Some(&digest)).unwrap(),
+            digest
+        );
+        assert_eq!(inode(&store), first, "an identical blob is not rewritten");
+        assert!(ingest_is_empty(&store));
+        fs_err::write(store.blob_path(&digest), b"CONFIG").unwrap();
+        assert_eq!(store.put(Algorithm::Sha256, b"config", None).unwrap(), digest);
+        assert_eq!(store.read_verified(&digest).unwrap().unwrap(), b"config");
+        let other = Algorithm::Sha256.digest(b"other");
+        assert!(matches!(
+            store.put(Algorithm::Sha256, b"config", Some(&other)),
+            Err(StoreError::DigestMismatch { .. })
+        ));
     }
 
     #[test]
