@@ -112,3 +112,20 @@ pub fn run(cmd: &mut Command) -> String {
     );
     String::from_utf8(out.stdout).expect("stdout is UTF-8")
 }
+
+/// Lazily unmounts every mount point below `dir`, deepest first: podman and buildah leave their storage's
+/// overlay mounted after a test, which would keep the test's temp folder from being removed.
+pub fn unmount_below(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mountinfo = fs_err::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").arg("-l").arg(&point).output();
+    }
+}

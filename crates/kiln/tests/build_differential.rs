@@ -269,18 +269,7 @@ struct Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = run(self.buildah().args(["rm", "--all"]));
-        let prefix = self.tmp.path().to_string_lossy().into_owned();
-        let mountinfo = fs_err::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<String> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|p| p.replace("\\040", " "))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for point in points {
-            let _ = run(Command::new("umount").arg("-l").arg(&point));
-        }
+        kiln_test_support::unmount_below(self.tmp.path());
     }
 }
 
