@@ -639,7 +639,9 @@ fn independent_stages_run_at_the_same_time() {
         stage("b", "a")
     );
     f.build(&dockerfile, "stages", "localhost/stages:1");
-    let Some(rootfs) = f.unpack("localhost/stages:1") else { return };
+    let Some(rootfs) = f.unpack("localhost/stages:1") else {
+        return;
+    };
     assert_eq!(fs_err::read_to_string(rootfs.join("a")).unwrap(), "met\n");
     assert_eq!(fs_err::read_to_string(rootfs.join("b")).unwrap(), "met\n");
 }
