@@ -52,7 +52,7 @@ impl Server {
         Server {
             addr,
             root: root.to_owned(),
-            client: reqwest::Client::new(),
+            client: http_client(),
             authorization: None,
             _dir: None,
             stop: Some(stop),
@@ -213,4 +213,11 @@ pub fn have_tool(tool: &str) -> bool {
         eprintln!("skipping: {tool} not found (set KILN_REQUIRE_PEERS=1 to make this a failure)");
     }
     found
+}
+
+/// A reqwest client. In a workspace test run, reqwest's features are unified with kiln-client's
+/// (`rustls-no-provider`), so a TLS provider must be installed first or building the client panics.
+pub fn http_client() -> reqwest::Client {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
