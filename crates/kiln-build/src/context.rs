@@ -69,21 +69,7 @@ pub struct BuildContext {
     entries: BTreeMap<String, ContextEntry>,
 }
 
-/// Docker cleans source paths like Go's `filepath.Clean` relative to the context root: `..` cannot climb
-/// above it.
-pub fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    parts.join("/")
-}
+pub use kiln_tree::clean_context_path as clean;
 
 fn has_wildcard(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])

@@ -163,17 +163,22 @@ struct Run<'b> {
     context_dir: std::sync::OnceLock<PathBuf>,
 }
 
-/// The image references a build reads (stage bases, `COPY --from` and `--mount from=` images), other than
-/// those `options.aliases` maps to store names: what must be in the store (or pulled) before it starts.
-pub fn base_references(dockerfile: &str, options: &BuildOptions) -> Result<Vec<String>, BuildError> {
-    let eval = EvalOptions {
+/// What the Dockerfile evaluator needs from the build options (base configs are added by the build).
+fn eval_options(options: &BuildOptions) -> EvalOptions {
+    EvalOptions {
         build_args: options.build_args.clone(),
         target: options.target.clone(),
         parent_image: options.parent_image.clone(),
         predeclare_parent_arg: options.parent_image.is_some(),
         file_name: Some(options.file_label.clone()),
         ..EvalOptions::default()
-    };
+    }
+}
+
+/// The image references a build reads (stage bases, `COPY --from` and `--mount from=` images), other than
+/// those `options.aliases` maps to store names: what must be in the store (or pulled) before it starts.
+pub fn base_references(dockerfile: &str, options: &BuildOptions) -> Result<Vec<String>, BuildError> {
+    let eval = eval_options(options);
     let description = kiln_dockerfile::evaluate(dockerfile, &eval)?;
     Ok(base_references_of(&description, &options.file_label)
         .into_iter()
@@ -201,14 +206,7 @@ impl<'a> Builder<'a> {
         context: &BuildContext,
         options: &BuildOptions,
     ) -> Result<BuildOutput, BuildError> {
-        let mut eval = EvalOptions {
-            build_args: options.build_args.clone(),
-            target: options.target.clone(),
-            parent_image: options.parent_image.clone(),
-            predeclare_parent_arg: options.parent_image.is_some(),
-            file_name: Some(options.file_label.clone()),
-            ..EvalOptions::default()
-        };
+        let mut eval = eval_options(options);
         // Held for the whole build: garbage collection must not remove the layers written before the
         // manifest that names them exists (the caller names it while holding its own lock).
         let _writing = self.store.lock_for_writing()?;

@@ -13,8 +13,9 @@ pub struct DockerIgnore {
     patterns: Vec<Pattern>,
 }
 
-/// Docker cleans patterns like Go's `filepath.Clean`, relative to the context root.
-fn clean(pattern: &str) -> String {
+/// Docker cleans patterns and COPY source paths like Go's `filepath.Clean`, relative to the context root:
+/// `..` cannot climb above it.
+pub fn clean(pattern: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in pattern.split('/') {
         match part {

@@ -22,7 +22,7 @@ mod taskgraph_layout;
 
 pub use context::{Context, Entry, Source, collect};
 pub use digest::{CacheDigest, ParentDigest, args_json, cache_digest};
-pub use dockerignore::DockerIgnore;
+pub use dockerignore::{DockerIgnore, clean as clean_context_path};
 pub use duration::parse_duration;
 pub use error::{TreeError, Warning};
 pub use fsmeta::FileMeta;
