@@ -311,14 +311,7 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let scope = RunScope::from_args(&args.scope, config.index.max_level)?;
     let entries = hash_and_route(ws, &names, &scope)?;
     let index = ws.index_for_writing()?;
-    let lookups: Vec<Lookup<'_>> = entries
-        .iter()
-        .map(|e| Lookup {
-            name: &e.image.name,
-            parent: e.image.parent.as_deref(),
-            routes: &e.lookup,
-        })
-        .collect();
+    let lookups: Vec<Lookup<'_>> = entries.iter().map(PlanEntry::lookup).collect();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let statuses = resolve(&index, &lookups, now)?;
     let store = open_store(global)?;

@@ -23,6 +23,17 @@ pub struct PlanEntry<'a> {
     pub lookup: Vec<String>,
 }
 
+impl PlanEntry<'_> {
+    /// What the index lookup needs of this entry.
+    pub fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            name: &self.image.name,
+            parent: self.image.parent.as_deref(),
+            routes: &self.lookup,
+        }
+    }
+}
+
 /// Hashes the selected images (and their parents) and forms their routes.
 pub fn hash_and_route<'a>(
     ws: &'a Workspace,
@@ -175,14 +186,7 @@ pub fn run(ws: &Workspace, args: &PlanArgs) -> Result<()> {
     let deadline = parse_time(&args.deadline)?.unix_timestamp();
     let entries = hash_and_route(ws, &args.names, &scope)?;
     let index = ws.index_for_reading()?;
-    let lookups: Vec<Lookup<'_>> = entries
-        .iter()
-        .map(|e| Lookup {
-            name: &e.image.name,
-            parent: e.image.parent.as_deref(),
-            routes: &e.lookup,
-        })
-        .collect();
+    let lookups: Vec<Lookup<'_>> = entries.iter().map(PlanEntry::lookup).collect();
     let statuses = resolve(index.as_ref(), &lookups, deadline)?;
 
     stdout(|out| {
