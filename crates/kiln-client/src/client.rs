@@ -13,6 +13,7 @@ use crate::auth::{Challenge, CredentialSource, Credentials, parse_challenge};
 use crate::error::ClientError;
 use crate::progress::{NoProgress, Progress};
 use crate::reference::{endpoint_of, is_loopback};
+use crate::tls::CertDir;
 
 /// How the client connects and transfers.
 #[derive(Clone)]
@@ -156,14 +157,6 @@ impl Client {
     }
 
     fn http_client(&self, registry: &str) -> Result<reqwest::Client, ClientError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(16);
-        if !self.config.tls_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
         let host = registry.replace(':', "_");
         let dirs: Vec<PathBuf> = match &self.config.cert_dir {
             Some(dir) => vec![dir.clone()],
@@ -172,13 +165,21 @@ impl Client {
                 .flat_map(|root| [Path::new(root).join(registry), Path::new(root).join(&host)])
                 .collect(),
         };
+        let mut certs = CertDir::default();
         for dir in dirs {
-            builder = add_cert_dir(builder, &dir)?;
+            certs.add(&dir)?;
         }
-        builder.build().map_err(|e| ClientError::Config {
-            path: PathBuf::from(registry),
-            reason: format!("cannot set up an HTTP client: {e}"),
-        })
+        reqwest::Client::builder()
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(16)
+            .tls_backend_preconfigured(certs.client_config(self.config.tls_verify)?)
+            .build()
+            .map_err(|e| ClientError::Config {
+                path: PathBuf::from(registry),
+                reason: format!("cannot set up an HTTP client: {e}"),
+            })
     }
 
     /// The connection to `registry`, pinging `/v2/` on first use to choose the scheme and learn the
@@ -191,7 +192,7 @@ impl Client {
         let http = self.http_client(registry)?;
         let host = endpoint_of(registry);
         let plain_allowed = is_loopback(registry) || !self.config.tls_verify;
-        let mut last_err = None;
+        let mut first_err = None;
         let mut found = None;
         for scheme in ["https", "http"] {
             if scheme == "http" && !plain_allowed {
@@ -211,11 +212,15 @@ impl Client {
                     found = Some((base, response));
                     break;
                 }
-                Err(e) => last_err = Some(e),
+                // Keep the HTTPS error: it says why TLS failed (an unknown CA, say), which matters more
+                // than the plain-HTTP attempt failing against a TLS port.
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         let Some((base, response)) = found else {
-            return Err(last_err.unwrap_or_else(|| ClientError::Config {
+            return Err(first_err.unwrap_or_else(|| ClientError::Config {
                 path: PathBuf::from(registry),
                 reason: "cannot reach the registry".to_owned(),
             }));
@@ -483,55 +488,4 @@ impl Client {
         self.config.progress.retry(what, &error.to_string());
         tokio::time::sleep(self.delay(attempt, None)).await;
     }
-}
-
-/// Adds the CA certificates (`*.crt`) and a client certificate (`*.cert` + `*.key`) of `dir`.
-fn add_cert_dir(
-    mut builder: reqwest::ClientBuilder,
-    dir: &Path,
-) -> Result<reqwest::ClientBuilder, ClientError> {
-    let entries = match fs_err::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(builder),
-        Err(e) => {
-            return Err(ClientError::Config {
-                path: dir.to_owned(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let bad = |path: &Path, reason: String| ClientError::Config {
-        path: path.to_owned(),
-        reason,
-    };
-    for path in &files {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        match ext {
-            "crt" => {
-                let pem = fs_err::read(path)?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| bad(path, format!("not a PEM certificate: {e}")))?;
-                for cert in certs {
-                    builder = builder.add_root_certificate(cert);
-                }
-            }
-            "cert" => {
-                let key = path.with_extension("key");
-                let mut pem = fs_err::read(path)?;
-                pem.extend(fs_err::read(&key).map_err(|e| {
-                    bad(
-                        path,
-                        format!("client certificate without its key {}: {e}", key.display()),
-                    )
-                })?);
-                let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| bad(path, format!("not a PEM client certificate and key: {e}")))?;
-                builder = builder.identity(identity);
-            }
-            _ => {}
-        }
-    }
-    Ok(builder)
 }

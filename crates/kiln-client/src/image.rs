@@ -186,14 +186,11 @@ impl Client {
                 manifests.push((d, bytes));
             }
         }
-        let outcomes: Vec<(BlobOutcome, u64)> = futures_util::stream::iter(blobs.values())
-            .map(|b| async move {
+        let outcomes = self
+            .for_each_blob(blobs.values(), |b| async move {
                 let path = store.blobs().blob_path(&b.digest);
-                let outcome = self.push_blob(target, b, &path, mount_from).await?;
-                Ok::<_, ClientError>((outcome, b.size))
+                self.push_blob(target, b, &path, mount_from).await
             })
-            .buffer_unordered(self.config.concurrency.max(1))
-            .try_collect()
             .await?;
         let mut top = None;
         for (d, bytes) in &manifests {
@@ -226,6 +223,53 @@ impl Client {
         platforms: &PlatformChoice,
     ) -> Result<Transferred, ClientError> {
         let _writing = store.lock_for_writing()?;
+        let Resolved {
+            manifests,
+            blobs,
+            root,
+        } = self.resolve(source, platforms).await?;
+        let outcomes = self
+            .for_each_blob(blobs.values(), |b| self.pull_blob(source, b, store.blobs()))
+            .await?;
+        for m in &manifests {
+            store
+                .blobs()
+                .put(m.digest.algorithm(), &m.bytes, Some(&m.digest))?;
+        }
+        store.set_ref(name, &root.descriptor())?;
+        Ok(summary(
+            source,
+            root.digest.clone(),
+            root.media_type.clone(),
+            root.bytes.len() as u64,
+            &outcomes,
+        ))
+    }
+
+    /// Runs `each` on every blob, as many at once as the configuration allows; returns each outcome with
+    /// the blob's size.
+    async fn for_each_blob<'a, F, Fut>(
+        &self,
+        blobs: impl Iterator<Item = &'a Descriptor>,
+        each: F,
+    ) -> Result<Vec<(BlobOutcome, u64)>, ClientError>
+    where
+        F: Fn(&'a Descriptor) -> Fut,
+        Fut: std::future::Future<Output = Result<BlobOutcome, ClientError>>,
+    {
+        futures_util::stream::iter(blobs)
+            .map(|b| {
+                let transfer = each(b);
+                async move { Ok::<_, ClientError>((transfer.await?, b.size)) }
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .try_collect()
+            .await
+    }
+
+    /// The manifests (verified) and blobs of the image `source` names: for an index, the child for the
+    /// chosen platform (which becomes the root), or with [`PlatformChoice::All`] the index and every child.
+    async fn resolve(&self, source: &Reference, platforms: &PlatformChoice) -> Result<Resolved, ClientError> {
         let top = self.get_manifest(source).await?;
         let mut manifests = vec![top.clone()];
         let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
@@ -259,22 +303,53 @@ impl Client {
                 }
             }
         }
-        let outcomes: Vec<(BlobOutcome, u64)> = futures_util::stream::iter(blobs.values())
-            .map(|b| async move {
-                let outcome = self.pull_blob(source, b, store.blobs()).await?;
-                Ok::<_, ClientError>((outcome, b.size))
-            })
-            .buffer_unordered(self.config.concurrency.max(1))
-            .try_collect()
-            .await?;
-        for m in &manifests {
-            store
-                .blobs()
-                .put(m.digest.algorithm(), &m.bytes, Some(&m.digest))?;
+        if matches!(platforms, PlatformChoice::One(_)) {
+            // The index itself is not kept.
+            manifests.retain(|m| {
+                m.digest == root.digest
+                    || parse_manifest(&m.bytes, Some(&m.media_type))
+                        .is_ok_and(|r| r.kind == ManifestKind::Image)
+            });
         }
-        store.set_ref(name, &root.descriptor())?;
+        Ok(Resolved {
+            manifests,
+            blobs,
+            root,
+        })
+    }
+
+    /// Copies the image `source` names to `target`, registry to registry, staging nothing on disk: each
+    /// blob streams from one to the other ([`Client::copy_blob`]: skipped when the target has it, mounted
+    /// on the same registry), then the manifests go byte-exact, children before their index, the root
+    /// under the target's tag. For an index, [`PlatformChoice::One`] copies the chosen image only.
+    pub async fn copy_image(
+        &self,
+        source: &Reference,
+        target: &Reference,
+        platforms: &PlatformChoice,
+    ) -> Result<Transferred, ClientError> {
+        let Resolved {
+            manifests,
+            blobs,
+            root,
+        } = self.resolve(source, platforms).await?;
+        let outcomes = self
+            .for_each_blob(blobs.values(), |b| async move {
+                self.copy_blob(&source.with_digest(b.digest.clone()), target, b)
+                    .await
+            })
+            .await?;
+        // `resolve` lists parents before children: put them the other way round.
+        for m in manifests.iter().rev() {
+            let reference = if m.digest == root.digest && target.digest.is_none() {
+                target.clone()
+            } else {
+                target.with_digest(m.digest.clone())
+            };
+            self.put_manifest(&reference, &m.bytes, &m.media_type).await?;
+        }
         Ok(summary(
-            source,
+            target,
             root.digest.clone(),
             root.media_type.clone(),
             root.bytes.len() as u64,
@@ -374,6 +449,13 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// What an image reference resolves to.
+struct Resolved {
+    manifests: Vec<Manifest>,
+    blobs: BTreeMap<Digest, Descriptor>,
+    root: Manifest,
 }
 
 fn summary(

@@ -6,6 +6,7 @@ mod error;
 pub mod image;
 pub mod progress;
 pub mod reference;
+mod tls;
 mod transfer;
 
 pub use client::{Client, ClientConfig};

@@ -54,12 +54,18 @@ fn header_str(r: &reqwest::Response, name: reqwest::header::HeaderName) -> Optio
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `Range: 0-N` (or `bytes=0-N`) → the next offset, N+1.
+/// `Range: 0-N` (or `bytes=0-N`) → the next offset, N+1. `0-0` is what registries (distribution,
+/// kiln serve) answer for a session that holds nothing yet, so it means offset 0: a session holding
+/// exactly one byte is never left behind by kiln (chunks are far larger).
 fn range_end(r: &reqwest::Response) -> Option<u64> {
     let v = header_str(r, RANGE)?;
     let v = v.strip_prefix("bytes=").unwrap_or(v);
-    let (_, end) = v.split_once('-')?;
-    end.trim().parse::<u64>().ok().map(|e| e + 1)
+    let (start, end) = v.split_once('-')?;
+    let end = end.trim().parse::<u64>().ok()?;
+    if start.trim() == "0" && end == 0 {
+        return Some(0);
+    }
+    Some(end + 1)
 }
 
 /// Maps a transport error of `method url` to [`ClientError::Http`].
@@ -100,6 +106,34 @@ fn file_body(
         chunk
     });
     Ok(reqwest::Body::wrap_stream(stream))
+}
+
+/// Where the bytes of a blob being uploaded come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BlobSource<'a> {
+    /// A file (of the store).
+    File(&'a Path),
+    /// The same blob in a repository of a registry, fetched (by ranges when chunked) as it is sent.
+    Remote(&'a Reference),
+}
+
+/// A request body that can be handed to one attempt of a request only (a remote blob's stream).
+struct OneShot(std::sync::Mutex<Option<reqwest::Body>>);
+
+impl OneShot {
+    fn take(&self, url: &str) -> Result<reqwest::Body, ClientError> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut b| b.take())
+            .ok_or_else(|| ClientError::Status {
+                method: "PUT".to_owned(),
+                url: url.to_owned(),
+                status: 503,
+                code: None,
+                message: "the source's stream is spent; asking where the upload stands".to_owned(),
+            })
+    }
 }
 
 impl Client {
@@ -434,6 +468,32 @@ impl Client {
         path: &Path,
         mount_from: Option<&str>,
     ) -> Result<BlobOutcome, ClientError> {
+        self.upload_blob(reference, descriptor, BlobSource::File(path), mount_from)
+            .await
+    }
+
+    /// Copies a blob from `source`'s repository to `target`'s (any two registries) without staging it:
+    /// the download streams into the upload, chunk by chunk (`Range` requests) above the chunk size, and
+    /// a dropped connection continues from the offset the target reports. The target verifies the digest
+    /// when the upload closes. Blobs the target has are skipped; on the same registry they are mounted.
+    pub async fn copy_blob(
+        &self,
+        source: &Reference,
+        target: &Reference,
+        descriptor: &Descriptor,
+    ) -> Result<BlobOutcome, ClientError> {
+        let mount_from = (source.registry == target.registry).then_some(source.repository.as_str());
+        self.upload_blob(target, descriptor, BlobSource::Remote(source), mount_from)
+            .await
+    }
+
+    pub(crate) async fn upload_blob(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        source: BlobSource<'_>,
+        mount_from: Option<&str>,
+    ) -> Result<BlobOutcome, ClientError> {
         let digest = &descriptor.digest;
         if self.has_blob(reference, digest).await? {
             self.config.progress.finish(digest, BlobOutcome::Exists);
@@ -467,7 +527,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             match self
-                .upload_attempt(reference, &scopes, descriptor, path, &mut session, &mut offset)
+                .upload_attempt(reference, &scopes, descriptor, source, &mut session, &mut offset)
                 .await
             {
                 Ok(()) => break,
@@ -527,14 +587,12 @@ impl Client {
         reference: &Reference,
         scopes: &[String],
         descriptor: &Descriptor,
-        path: &Path,
+        source: BlobSource<'_>,
         session: &mut Option<Url>,
         offset: &mut u64,
     ) -> Result<(), ClientError> {
         let registry = &reference.registry;
-        let digest = &descriptor.digest;
         let size = descriptor.size;
-        let progress = &self.config.progress;
         let current = match session {
             Some(url) => url.clone(),
             None => {
@@ -557,19 +615,22 @@ impl Client {
         };
         if size <= self.config.chunk_size && *offset == 0 {
             return self
-                .finish_upload(reference, scopes, &current, descriptor, Some(path))
+                .finish_upload(reference, scopes, &current, descriptor, Some(source))
                 .await;
         }
         let mut current = current;
         while *offset < size {
             let start = *offset;
             let len = (size - start).min(self.config.chunk_size);
+            let body = OneShot(std::sync::Mutex::new(Some(
+                self.body(source, descriptor, start, len).await?,
+            )));
             let (response, url) = self
                 .send(registry, scopes, Method::PATCH, current.as_str(), false, |r| {
                     Ok(r.header(CONTENT_TYPE, "application/octet-stream")
                         .header("content-range", format!("{start}-{}", start + len - 1))
                         .header(CONTENT_LENGTH, len)
-                        .body(file_body(path, start, len, digest, progress)?))
+                        .body(body.take(current.as_str())?))
                 })
                 .await?;
             if response.status() != StatusCode::ACCEPTED && response.status() != StatusCode::NO_CONTENT {
@@ -601,6 +662,63 @@ impl Client {
             .await
     }
 
+    /// `len` bytes of the blob from `start`, from where `source` says.
+    async fn body(
+        &self,
+        source: BlobSource<'_>,
+        descriptor: &Descriptor,
+        start: u64,
+        len: u64,
+    ) -> Result<reqwest::Body, ClientError> {
+        let digest = &descriptor.digest;
+        let progress = self.config.progress.clone();
+        let from = match source {
+            BlobSource::File(path) => return file_body(path, start, len, digest, &progress),
+            BlobSource::Remote(from) => from,
+        };
+        let whole = start == 0 && len == descriptor.size;
+        let target = format!("v2/{}/blobs/{digest}", from.repository);
+        let scopes = [scope(&from.repository, false)];
+        let (response, url) = self
+            .send(&from.registry, &scopes, Method::GET, &target, true, |r| {
+                Ok(if whole {
+                    r
+                } else {
+                    r.header(RANGE, format!("bytes={start}-{}", start + len - 1))
+                })
+            })
+            .await?;
+        let expected = if whole {
+            StatusCode::OK
+        } else {
+            StatusCode::PARTIAL_CONTENT
+        };
+        if response.status() != expected {
+            return Err(status_error(&Method::GET, url.as_str(), response).await);
+        }
+        if response.content_length().is_some_and(|l| l != len) {
+            return Err(ClientError::CorruptBlob {
+                digest: digest.clone(),
+                url: url.to_string(),
+                reason: format!(
+                    "{} bytes announced for bytes {start}-{}",
+                    response.content_length().unwrap_or_default(),
+                    start + len - 1
+                ),
+            });
+        }
+        let mut position = start;
+        let digest = digest.clone();
+        let stream = response.bytes_stream().map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                position += bytes.len() as u64;
+                progress.position(&digest, position);
+            }
+            chunk
+        });
+        Ok(reqwest::Body::wrap_stream(stream))
+    }
+
     /// The closing PUT of an upload session, with the whole blob from `path` (monolithic) or empty.
     async fn finish_upload(
         &self,
@@ -608,30 +726,48 @@ impl Client {
         scopes: &[String],
         session: &Url,
         descriptor: &Descriptor,
-        path: Option<&Path>,
+        source: Option<BlobSource<'_>>,
     ) -> Result<(), ClientError> {
         let digest = &descriptor.digest;
         let size = descriptor.size;
         let progress = &self.config.progress;
         let put = with_query(session, "digest", &digest.to_string());
-        self.send_expect(
-            &reference.registry,
-            scopes,
-            Method::PUT,
-            put.as_str(),
-            &[StatusCode::CREATED],
-            |r| {
-                Ok(match path {
-                    Some(path) => r
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, size)
-                        .body(file_body(path, 0, size, digest, progress)?),
-                    None => r.header(CONTENT_LENGTH, "0"),
-                })
-            },
-        )
-        .await
-        .map_err(|e| match e {
+        // A file can be read again for each attempt; a remote stream only once (the caller's loop then
+        // asks the registry where the upload stands).
+        let remote = match source {
+            Some(source @ BlobSource::Remote(_)) => Some(OneShot(std::sync::Mutex::new(Some(
+                self.body(source, descriptor, 0, size).await?,
+            )))),
+            _ => None,
+        };
+        let (response, url) = self
+            .send(
+                &reference.registry,
+                scopes,
+                Method::PUT,
+                put.as_str(),
+                remote.is_none(),
+                |r| {
+                    Ok(match (source, &remote) {
+                        (Some(BlobSource::File(path)), _) => r
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_LENGTH, size)
+                            .body(file_body(path, 0, size, digest, progress)?),
+                        (Some(BlobSource::Remote(_)), Some(body)) => r
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_LENGTH, size)
+                            .body(body.take(put.as_str())?),
+                        _ => r.header(CONTENT_LENGTH, "0"),
+                    })
+                },
+            )
+            .await?;
+        let checked = if response.status() == StatusCode::CREATED {
+            Ok(())
+        } else {
+            Err(status_error(&Method::PUT, url.as_str(), response).await)
+        };
+        checked.map_err(|e| match e {
             ClientError::Status {
                 status: 400, message, ..
             } => ClientError::Upload {

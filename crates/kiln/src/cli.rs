@@ -99,6 +99,12 @@ pub enum Command {
     Promote(TagArgs),
     /// Delete tags, never manifests; with --older-than, sweep a repository's leaked temporary tags.
     Untag(UntagArgs),
+    /// Push an in-tree image (built first if the store lacks it) under a temporary tag for the gate
+    /// pipeline; `kiln promote` gives it its final tags after merge.
+    Upload(UploadArgs),
+    /// Publish a registry image (VERSION, HASH, REGISTRY files): push <registry>/<name>:<version>
+    /// (never over another digest), move `latest`, record the digest in HASH.
+    Publish(PublishArgs),
 }
 
 /// Flags of every command that talks to a registry.
@@ -227,6 +233,47 @@ pub struct UntagArgs {
     /// Print what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// An in-tree image (built if needed), or a store image such as `kiln/<image>:<cache-digest>`.
+    pub image: String,
+
+    /// The registry and namespace to push to: the image goes to `<REGISTRY>/<image>` [default: the
+    /// image's REGISTRY file, for registry images].
+    #[arg(long = "registry", value_name = "REGISTRY")]
+    pub to: Option<String>,
+
+    /// The temporary tag, e.g. `change_<N>_<tag>`.
+    #[arg(long, value_name = "TAG")]
+    pub temporary_tag: String,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A registry image of the repository (its folder, or the images root, has REGISTRY; it has VERSION).
+    pub image: String,
+
+    /// More tags for the same manifest (repeatable): a branch, a date.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Also write the manifest digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -209,3 +209,185 @@ fn podman_pulls_what_kiln_pushed() {
     podman_env(d, &mut cleanup);
     let _ = cleanup.output();
 }
+
+/// A repository (`images/` folder layout) beside the `bb:1` store: `app` (in-tree) and `tool` (a
+/// registry image: VERSION in its folder, REGISTRY in the images folder), both `FROM bb:1` + a COPY.
+/// Building needs root; `None` when skipped.
+fn tree(registry: &str) -> Option<tempfile::TempDir> {
+    if !kiln_test_support::require_root() {
+        return None;
+    }
+    let dir = base()?;
+    let d = dir.path();
+    for (file, text) in [
+        ("images/app/Dockerfile", "FROM bb:1\nCOPY hello /hello\n"),
+        ("images/app/hello", "app\n"),
+        ("images/tool/Dockerfile", "FROM bb:1\nCOPY hello /hello\n"),
+        ("images/tool/hello", "tool 1\n"),
+        ("images/tool/VERSION", "1.0\n"),
+    ] {
+        fs_err::create_dir_all(d.join(file).parent().unwrap()).unwrap();
+        fs_err::write(d.join(file), text).unwrap();
+    }
+    fs_err::write(d.join("images/REGISTRY"), format!("{registry}/pub\n")).unwrap();
+    Some(dir)
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn upload_builds_what_the_store_lacks_then_promote_moves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = serve(&tmp.path().join("reg"));
+    let Some(dir) = tree(&registry.addr) else { return };
+    let d = dir.path();
+    let gate = format!("{}/gate", registry.addr);
+
+    let first = kiln(
+        d,
+        &[
+            "upload",
+            "app",
+            "--registry",
+            &gate,
+            "--temporary-tag",
+            "change_12_1",
+        ],
+    );
+    assert!(
+        stderr_of(&first).contains("building app"),
+        "{}",
+        stderr_of(&first)
+    );
+    let pinned = ok(first).trim().to_owned();
+    let (reference, digest) = pinned.split_once('@').unwrap();
+    assert_eq!(reference, format!("{gate}/app:change_12_1"));
+    // The same image by its store name, without a build.
+    let listed = ok(kiln(d, &["image", "ls"]));
+    let store_name = listed
+        .lines()
+        .find_map(|l| l.split('\t').next().filter(|n| n.starts_with("kiln/app:")))
+        .unwrap_or_else(|| panic!("no kiln/app in {listed}"))
+        .to_owned();
+    let again = kiln(
+        d,
+        &[
+            "upload",
+            &store_name,
+            "--registry",
+            &gate,
+            "--temporary-tag",
+            "change_13_1",
+            "--json",
+        ],
+    );
+    assert!(!stderr_of(&again).contains("building"), "{}", stderr_of(&again));
+    let again = json(again);
+    assert_eq!(again["digest"], digest);
+    assert_eq!(again["pinned"], format!("{gate}/app:change_13_1@{digest}"));
+    assert_eq!(again["blobs"]["exists"], 3, "{again}");
+
+    let promoted = json(kiln(d, &["promote", reference, "1.0", "--json"]));
+    assert_eq!(promoted["digest"], digest);
+    assert_eq!(promoted["deleted"], "change_12_1");
+
+    // A registry is needed for an in-tree image; the temporary tag must be a tag.
+    let out = kiln(d, &["upload", "app", "--temporary-tag", "change_1_1"]);
+    assert!(stderr_of(&out).contains("--registry"), "{}", stderr_of(&out));
+    let out = kiln(
+        d,
+        &["upload", "app", "--registry", &gate, "--temporary-tag", "bad/tag"],
+    );
+    assert!(stderr_of(&out).contains("invalid tag"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn publish_pushes_the_version_moves_latest_records_hash_and_refuses_an_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = serve(&tmp.path().join("reg"));
+    let Some(dir) = tree(&registry.addr) else { return };
+    let d = dir.path();
+    let repo = format!("{}/pub/tool", registry.addr);
+    let digest_of = |tag: &str| {
+        json(kiln(
+            d,
+            &["pull", &format!("{repo}:{tag}"), "--name", "check:1", "--json"],
+        ))["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    let out = ok(kiln(
+        d,
+        &[
+            "publish",
+            "tool",
+            "--tag",
+            "main",
+            "--tag",
+            "2026-11-23",
+            "--digest-file",
+            "digest.txt",
+        ],
+    ));
+    let (reference, digest) = out.trim().split_once('@').unwrap();
+    assert_eq!(reference, format!("{repo}:1.0"));
+    assert!(digest.starts_with("sha256:"), "{out}");
+    assert_eq!(
+        fs_err::read_to_string(d.join("images/tool/HASH")).unwrap(),
+        format!("{digest}\n")
+    );
+    assert_eq!(
+        fs_err::read_to_string(d.join("digest.txt")).unwrap(),
+        format!("{digest}\n")
+    );
+    for tag in ["1.0", "latest", "main", "2026-11-23"] {
+        assert_eq!(digest_of(tag), digest, "{tag}");
+    }
+
+    // Again with nothing changed but HASH: the same digest, accepted.
+    let again = json(kiln(d, &["publish", "tool", "--json"]));
+    assert_eq!(again["digest"], digest);
+    assert_eq!(again["pinned"], format!("{repo}:1.0@{digest}"));
+
+    // The image changes, VERSION does not: refused, naming both digests, nothing changed.
+    fs_err::write(d.join("images/tool/hello"), "tool 2\n").unwrap();
+    let out = kiln(d, &["publish", "tool", "--tag", "main"]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains(digest) && err.contains("never overwritten"), "{err}");
+    let other = err
+        .split("is now ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').nth(1))
+        .map(|hex| &hex[..64])
+        .unwrap_or_else(|| panic!("no second digest in {err}"));
+    assert_ne!(format!("sha256:{other}"), digest);
+    assert_eq!(
+        fs_err::read_to_string(d.join("images/tool/HASH")).unwrap(),
+        format!("{digest}\n")
+    );
+    for tag in ["1.0", "latest", "main"] {
+        assert_eq!(digest_of(tag), digest, "{tag}");
+    }
+
+    // A new VERSION publishes the new image and moves latest.
+    fs_err::write(d.join("images/tool/VERSION"), "1.1\n").unwrap();
+    let out = ok(kiln(d, &["publish", "tool"]));
+    let (reference, new_digest) = out.trim().split_once('@').unwrap();
+    assert_eq!(reference, format!("{repo}:1.1"));
+    assert_ne!(new_digest, digest);
+    assert_eq!(digest_of("latest"), new_digest);
+    assert_eq!(digest_of("1.0"), digest);
+
+    // An in-tree image is not a registry image.
+    let out = kiln(d, &["publish", "app"]);
+    assert!(
+        stderr_of(&out).contains("not a registry image"),
+        "{}",
+        stderr_of(&out)
+    );
+}

@@ -207,6 +207,28 @@ pub fn busybox_store(dir: &Path, name: &str) -> Option<(ImageStore, Descriptor)>
     Some((store, imported[0].descriptor.clone()))
 }
 
+/// Pulls `name` (`repository:tag`) straight from `registry` into a fresh store under `dir` and checks
+/// that it is the image `expected` names.
+pub async fn pulls_back(
+    client: &Client,
+    registry: &dyn Registry,
+    name: &str,
+    expected: &Descriptor,
+    dir: &Path,
+) {
+    let direct: kiln_client::Reference = format!("{}/{name}", registry.host()).parse().unwrap();
+    let other = ImageStore::open(dir.join(format!("pulled-{}", name.replace([':', '/'], "-")))).unwrap();
+    let host = kiln_client::PlatformChoice::One(kiln_client::Platform::host());
+    let pulled = client.pull_image(&direct, &other, "x", &host).await.unwrap();
+    assert_eq!(
+        pulled.digest,
+        expected.digest,
+        "{} from {}",
+        name,
+        registry.kind()
+    );
+}
+
 /// What a proxy does besides forwarding.
 #[derive(Default, Clone)]
 pub struct ProxyMode {
@@ -214,6 +236,12 @@ pub struct ProxyMode {
     pub flip_blobs: bool,
     /// Demand Docker tokens, issued by `/token` to this user.
     pub bearer: Option<(String, String)>,
+    /// Once: the first blob download that goes past this many bytes is cut there (the connection
+    /// drops in the middle of the body).
+    pub cut_download_after: Option<u64>,
+    /// Once per entry: the first request of this method to a repository is answered with this status
+    /// (and `Retry-After: 0`) instead of being forwarded.
+    pub fail_once: Vec<(&'static str, u16)>,
 }
 
 /// An HTTP reverse proxy in front of a registry, recording `METHOD PATH` of every request.
@@ -270,9 +298,18 @@ pub async fn proxy(upstream: SocketAddr, mode: ProxyMode) -> Proxy {
     let tokens_issued = Arc::new(AtomicUsize::new(0));
     let _already = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let state = (log.clone(), tokens_issued.clone(), mode, http);
+    let cut_armed = Arc::new(AtomicBool::new(mode.cut_download_after.is_some()));
+    let failures = Arc::new(Mutex::new(mode.fail_once.clone()));
+    let state = (
+        log.clone(),
+        tokens_issued.clone(),
+        mode,
+        http,
+        cut_armed,
+        failures,
+    );
     let handler = move |request: axum::extract::Request| {
-        let (log, issued, mode, http) = state.clone();
+        let (log, issued, mode, http, cut_armed, failures) = state.clone();
         async move {
             let method = request.method().clone();
             let path_and_query = request
@@ -281,7 +318,32 @@ pub async fn proxy(upstream: SocketAddr, mode: ProxyMode) -> Proxy {
                 .map(|p| p.to_string())
                 .unwrap_or_default();
             let path = request.uri().path().to_owned();
-            log.lock().unwrap().push(format!("{method} {path}"));
+            let range = request
+                .headers()
+                .get("range")
+                .and_then(|v| v.to_str().ok())
+                .map(|r| format!(" [Range: {r}]"))
+                .unwrap_or_default();
+            log.lock().unwrap().push(format!("{method} {path}{range}"));
+            if repository_of(&path).is_some() || path.contains("/blobs/uploads/") {
+                let failure = {
+                    let mut failures = failures.lock().unwrap();
+                    let at = failures.iter().position(|(m, _)| *m == method.as_str());
+                    at.map(|at| failures.remove(at).1)
+                };
+                if let Some(status) = failure {
+                    log.lock()
+                        .unwrap()
+                        .push(format!("answered {status} to {method} {path}"));
+                    return Response::builder()
+                        .status(status)
+                        .header("retry-after", "0")
+                        .body(Body::from(
+                            "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"try again\"}]}",
+                        ))
+                        .unwrap();
+                }
+            }
             if let Some((user, password)) = &mode.bearer {
                 let challenge = |scope: Option<String>| {
                     let mut value = format!("Bearer realm=\"http://{addr}/token\",service=\"kiln-test\"");
@@ -381,19 +443,36 @@ pub async fn proxy(upstream: SocketAddr, mode: ProxyMode) -> Proxy {
                     response = response.header(name.as_str(), value.as_bytes());
                 }
             }
-            let flip = mode.flip_blobs && method == "GET" && path.contains("/blobs/sha");
-            let mut first = flip;
-            let stream = futures_util::StreamExt::map(answer.bytes_stream(), move |chunk| {
-                chunk.map(|bytes| {
-                    if first && !bytes.is_empty() {
-                        first = false;
-                        let mut v = bytes.to_vec();
-                        v[0] ^= 0xff;
-                        bytes::Bytes::from(v)
-                    } else {
-                        bytes
+            let blob_get = method == "GET" && path.contains("/blobs/sha");
+            let mut first = mode.flip_blobs && blob_get;
+            let cut_after = mode.cut_download_after.filter(|_| blob_get);
+            let mut sent = 0u64;
+            let stream = futures_util::StreamExt::flat_map(answer.bytes_stream(), move |chunk| {
+                let mut out: Vec<Result<bytes::Bytes, std::io::Error>> = Vec::new();
+                match chunk {
+                    Err(e) => out.push(Err(std::io::Error::other(e))),
+                    Ok(mut bytes) => {
+                        if first && !bytes.is_empty() {
+                            first = false;
+                            let mut v = bytes.to_vec();
+                            v[0] ^= 0xff;
+                            bytes = bytes::Bytes::from(v);
+                        }
+                        let len = bytes.len() as u64;
+                        match cut_after {
+                            Some(limit) if sent + len > limit && cut_armed.swap(false, Ordering::SeqCst) => {
+                                out.push(Ok(bytes.slice(..(limit - sent) as usize)));
+                                out.push(Err(std::io::Error::other("cut by the test proxy")));
+                                log.lock()
+                                    .unwrap()
+                                    .push(format!("cut {path} after {limit} bytes"));
+                            }
+                            _ => out.push(Ok(bytes)),
+                        }
+                        sent += len;
                     }
-                })
+                }
+                futures_util::stream::iter(out)
             });
             response.body(Body::from_stream(stream)).unwrap()
         }

@@ -293,12 +293,23 @@ fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Option<kiln_tr
 }
 
 /// The store name of an in-tree image built for a cache digest.
-fn store_name(image: &str, digest: &str) -> String {
+pub(crate) fn store_name(image: &str, digest: &str) -> String {
     format!("kiln/{image}:{digest}")
 }
 
-/// In-tree builds.
+/// In-tree builds, with their summary on stdout.
 fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    let summaries = build_tree(ws, global, args)?;
+    print_summary(args, &summaries)
+}
+
+/// In-tree builds as `kiln build IMAGE…` does them, printing no summary (for `kiln upload`/`publish`,
+/// whose stdout is the pushed reference).
+pub(crate) fn build_tree_quietly(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    build_tree(ws, global, args).map(drop)
+}
+
+fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<Vec<Summary>> {
     if args.names.is_empty() && !args.all {
         bail!("name the images to build, or use --all");
     }
@@ -431,7 +442,7 @@ fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .unwrap_or(usize::MAX)
     };
     summaries.sort_by_key(|s| position(&s.image));
-    print_summary(args, &summaries)
+    Ok(summaries)
 }
 
 /// What every in-tree build of one run shares.

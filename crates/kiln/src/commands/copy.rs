@@ -1,8 +1,9 @@
 //! `kiln copy SRC DST`: each side is a registry (`docker://REF` or a bare reference), a store image
 //! (`store:NAME`), an archive (`.tar`/`.tar.zst` docker-archive, `.oci.tar` OCI archive) or an OCI layout
 //! (`oci:DIR[:TAG]`). Registries are reached through kiln-client, the rest through kiln-oci's import
-//! and export; an image that is neither in the store nor meant for it passes through a temporary store
-//! (blobs hard-linked from the store when they come from it), which is removed afterwards.
+//! and export. Registry to registry, blobs stream from one to the other (nothing on disk); otherwise an
+//! image that is neither in the store nor meant for it passes through a temporary store (blobs
+//! hard-linked from the store when they come from it), which is removed afterwards.
 
 use std::path::{Path, PathBuf};
 
@@ -137,6 +138,14 @@ pub fn run(global: &GlobalArgs, args: &CopyArgs) -> Result<()> {
                     .with_context(|| format!("cannot pull {r}"))?;
                 return print_transferred(args.registry.json, &pulled, Some(name));
             }
+            (Side::Registry(r), Side::Registry(target)) => {
+                check_destination(target)?;
+                let copied = client
+                    .copy_image(r, target, &platforms)
+                    .await
+                    .with_context(|| format!("cannot copy {r} to {target}"))?;
+                return print_transferred(args.registry.json, &copied, None);
+            }
             (Side::Registry(r), _) => {
                 let (dir, temp) = temp_store(&store)?;
                 let name = r.to_string();
@@ -229,13 +238,18 @@ async fn push(
     target: &Reference,
     mount_from: Option<&str>,
 ) -> Result<kiln_client::Transferred> {
-    if target.tag.is_none() && target.digest.is_none() {
-        bail!("{target}: give the destination a tag");
-    }
+    check_destination(target)?;
     client
         .push_image(store, descriptor, target, mount_from)
         .await
         .with_context(|| format!("cannot push to {target}"))
+}
+
+fn check_destination(target: &Reference) -> Result<()> {
+    if target.tag.is_none() && target.digest.is_none() {
+        bail!("{target}: give the destination a tag");
+    }
+    Ok(())
 }
 
 fn print_stored(json: bool, name: &str, d: &kiln_oci::manifest::Descriptor) -> Result<()> {

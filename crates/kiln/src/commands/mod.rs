@@ -11,13 +11,16 @@ mod images;
 mod index;
 mod plan;
 mod promote;
+mod publish;
 mod pull;
 mod push;
 mod registry;
 mod registry_admin;
 mod serve;
+mod ship;
 mod tag;
 mod untag;
+mod upload;
 
 use anyhow::Result;
 
@@ -41,6 +44,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Tag(args) => tag::run(global, &args),
         Command::Promote(args) => promote::run(global, &args),
         Command::Untag(args) => untag::run(global, &args),
+        Command::Upload(args) => upload::run(global, &args),
+        Command::Publish(args) => publish::run(&repo()?, global, &args),
         Command::Images(args) => images::run(&repo()?, &args),
         Command::Plan(args) => plan::run(&repo()?, &args),
         Command::Context(args) => context::run(&repo()?, &args),

@@ -30,11 +30,16 @@ pub fn client(global: &GlobalArgs, args: &RegistryArgs) -> Result<Client> {
 
 /// Runs `f` on a multi-threaded runtime.
 pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    runtime()?.block_on(f)
+}
+
+/// A multi-threaded runtime, for a command that talks to registries in several steps with blocking work
+/// in between (a client's connections live as long as the runtime that made them).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(f)
+        .context("cannot start the async runtime")
 }
 
 pub fn parse_reference(text: &str) -> Result<Reference> {
