@@ -3,6 +3,7 @@
 pub mod auth;
 mod error;
 pub mod names;
+mod observe;
 mod routes;
 mod service;
 pub mod storage;
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use error::{ErrorCode, RegistryError};
+pub use observe::ClientAddr;
 pub use storage::{FsStorage, Storage, StorageError};
 
 /// Limits and switches of a registry.
@@ -32,14 +34,19 @@ impl Default for RegistryConfig {
     }
 }
 
-/// The registry's HTTP application over `storage`.
+/// The registry's HTTP application over `storage`, with access logs (`tracing` targets
+/// `kiln_registry::access` and `kiln_registry::event`) and Prometheus metrics at `GET /metrics`.
 pub fn router(storage: Arc<dyn Storage>, config: RegistryConfig) -> axum::Router {
-    let app = Arc::new(routes::App { storage, config });
-    axum::Router::new().fallback(routes::handle).with_state(app)
+    let app = Arc::new(routes::App {
+        storage: Arc::clone(&storage),
+        config,
+    });
+    let routes = axum::Router::new().fallback(routes::handle).with_state(app);
+    observe::instrument(routes, storage)
 }
 
 /// Serves `router` on `listener` (a `tokio::net::TcpListener`, or a [`tls::TlsListener`]) until `shutdown`
-/// completes, then lets requests in flight finish.
+/// completes, then lets requests in flight finish. Access logs name the client ([`ClientAddr`]).
 pub async fn serve<L>(
     listener: L,
     router: axum::Router,
@@ -48,8 +55,12 @@ pub async fn serve<L>(
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    ClientAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -2,7 +2,6 @@
 //! because repository names contain `/`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -17,6 +16,7 @@ use crate::error::{ErrorCode, RegistryError};
 use crate::names::{
     RangeAnswer, Reference, RepoName, Tag, parse_content_range, parse_range, parse_upload_id,
 };
+use crate::observe::{BlobEvent, Described, User};
 use crate::service::{self, blocking, storage_error};
 use crate::storage::{Storage, UploadSink};
 
@@ -34,11 +34,9 @@ const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
-/// The one handler: routes, answers, adds the API version header and logs the request.
+/// The one handler: routes, answers, adds the API version header; the user goes to the access log
+/// (crate::observe) through the response's extensions.
 pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
     let mut user = String::new();
     let mut response = match route(&app, request, &mut user).await {
         Ok(r) => r,
@@ -47,14 +45,9 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Res
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    tracing::info!(
-        target: "kiln_registry::access",
-        %method,
-        %path,
-        %user,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-    );
+    if !user.is_empty() {
+        response.extensions_mut().insert(User(user));
+    }
     response
 }
 
@@ -131,6 +124,30 @@ fn parse_route(path: &str) -> Option<Route> {
         }
     }
     None
+}
+
+/// The route template and repository of a path, for logs and metrics.
+pub(crate) fn describe(path: &str) -> Described {
+    let route = parse_route(path);
+    let (template, name) = match &route {
+        None => ("unknown", None),
+        Some(Route::Base) => ("/v2/", None),
+        Some(Route::Health) => ("/healthz", None),
+        Some(Route::Token) => ("/token", None),
+        Some(Route::Catalog) => ("/v2/_catalog", None),
+        Some(Route::Tags(n)) => ("/v2/{name}/tags/list", Some(n)),
+        Some(Route::Manifest(n, _)) => ("/v2/{name}/manifests/{reference}", Some(n)),
+        Some(Route::Blob(n, _)) => ("/v2/{name}/blobs/{digest}", Some(n)),
+        Some(Route::UploadStart(n)) => ("/v2/{name}/blobs/uploads/", Some(n)),
+        Some(Route::Upload(n, _)) => ("/v2/{name}/blobs/uploads/{id}", Some(n)),
+        Some(Route::Referrers(n, _)) => ("/v2/{name}/referrers/{digest}", Some(n)),
+    };
+    Described {
+        route: template,
+        repo: name.and_then(|n| n.parse().ok()),
+        blob_upload: matches!(route, Some(Route::UploadStart(_) | Route::Upload(..))),
+        blob_read: matches!(route, Some(Route::Blob(..))),
+    }
 }
 
 fn bad_request(code: ErrorCode, message: impl Into<String>) -> RegistryError {
@@ -690,11 +707,16 @@ async fn patch_upload(app: &Arc<App>, repo: RepoName, id: String, request: Reque
 
 async fn finish_upload(sink: Box<dyn UploadSink>, repo: &RepoName, d: &Digest) -> Result<Response> {
     let dd = d.clone();
-    tokio::task::spawn_blocking(move || sink.finish(&dd))
+    let size = tokio::task::spawn_blocking(move || sink.finish(&dd))
         .await
         .map_err(|e| RegistryError::internal(format!("upload task failed: {e}")))?
         .map_err(storage_error)?;
-    blob_created(repo, d)
+    let mut response = blob_created(repo, d)?;
+    response.extensions_mut().insert(BlobEvent::Uploaded {
+        digest: d.clone(),
+        size,
+    });
+    Ok(response)
 }
 
 async fn put_upload(app: &Arc<App>, repo: RepoName, id: String, request: Request) -> Result<Response> {
@@ -722,7 +744,11 @@ async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request, caller: 
             let readable = caller.may(&app.config.auth, from.as_str(), Action::Pull);
             let (f, t, dd) = (from.clone(), repo.clone(), d.clone());
             if readable && blocking(&app.storage, move |s| s.mount_blob(&f, &t, &dd)).await? {
-                return blob_created(&repo, &d);
+                let mut response = blob_created(&repo, &d)?;
+                response
+                    .extensions_mut()
+                    .insert(BlobEvent::Mounted { from, digest: d });
+                return Ok(response);
             }
         }
         // Not mountable: fall back to a new session (202), as the spec allows.

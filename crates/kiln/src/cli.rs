@@ -450,6 +450,20 @@ pub struct ServeArgs {
     /// repeatable). Config: `[gc] expire-tags = ["change_*=24h"]`.
     #[arg(long, value_name = "PATTERN=DURATION")]
     pub expire_tags: Vec<String>,
+
+    /// How the access log (one line per request, plus blob mount and upload events) is written on
+    /// stderr: `text` or `json` (one object per line) [default: text]. KILN_LOG=warn silences it; metrics
+    /// are at GET /metrics (docs/registry-observability.md). Config: `log-format`.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// `kiln serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 /// `kiln registry …`: offline maintenance of a registry root.

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::commands;
 
 /// Writes to stdout through a lock; a broken pipe becomes [`Closed`].
@@ -30,7 +30,10 @@ impl std::fmt::Display for Closed {
 impl std::error::Error for Closed {}
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    // `kiln serve` sets up its own logging once its settings are read (access logs, --log-format).
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging();
+    }
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Closed>() => ExitCode::SUCCESS,
@@ -47,6 +50,25 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kiln serve`'s logging: the access log and registry events (info) on stderr by default, timestamped,
+/// as text or one JSON object per line; `KILN_LOG` (a tracing filter) overrides the levels.
+pub fn init_serve_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kiln_registry=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        // A closed stderr must not take requests down: tracing would report the failed write with
+        // eprintln!, which panics on a closed stderr.
+        .log_internal_errors(false)
+        .with_writer(io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn init_logging() {

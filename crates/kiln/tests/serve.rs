@@ -61,6 +61,7 @@ fn serve_help_explains_every_option() {
         "--tls-self-signed",
         "--gc-interval",
         "--expire-tags",
+        "--log-format",
         "loopback",
     ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");

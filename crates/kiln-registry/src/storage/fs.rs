@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kiln_oci::{Algorithm, BlobStore, BlobWriter, Digest};
 
-use super::{BlobRead, OpenBlob, Storage, StorageError, StoredManifest, UploadSink};
+use super::{BlobRead, OpenBlob, Storage, StorageError, StoredManifest, UploadSink, Usage};
 use crate::names::{Reference, RepoName, Tag};
 
 /// The layout version written to `<root>/kiln-registry.json`.
@@ -326,7 +326,7 @@ impl Storage for FsStorage {
             return Ok(false);
         }
         write_atomic(&self.layer_link(to, digest), b"")?;
-        tracing::info!(%from, %to, %digest, "mounted blob across repositories");
+        tracing::debug!(%from, %to, %digest, "mounted blob across repositories");
         Ok(true)
     }
 
@@ -506,6 +506,19 @@ impl Storage for FsStorage {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn usage(&self) -> Result<Option<Usage>, StorageError> {
+        let store = self.blob_store();
+        let mut usage = Usage::default();
+        for digest in store.list()? {
+            // A blob removed by GC between the listing and the stat is simply not counted.
+            if let Some(size) = store.size(&digest)? {
+                usage.blobs += 1;
+                usage.bytes += size;
+            }
+        }
+        Ok(Some(usage))
     }
 
     fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<StoredManifest>, StorageError> {

@@ -143,4 +143,17 @@ pub trait Storage: Send + Sync + 'static {
     fn repositories(&self) -> Result<Vec<String>, StorageError>;
     /// The manifests in `repo` whose subject is `subject`.
     fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<StoredManifest>, StorageError>;
+    /// How much is stored (the storage-size metric); `None` when the backend cannot tell cheaply.
+    fn usage(&self) -> Result<Option<Usage>, StorageError> {
+        Ok(None)
+    }
+}
+
+/// How much a storage holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Stored blobs, manifests included, each counted once however many repositories link it.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod gc;
+mod metrics;
 mod skopeo;
 mod support;
 mod tls;

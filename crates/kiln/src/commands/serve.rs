@@ -11,6 +11,7 @@ mod config;
 
 pub fn run(args: &ServeArgs) -> Result<()> {
     let settings = config::Settings::load(args)?;
+    crate::output::init_serve_logging(settings.json_log);
     let storage = FsStorage::open(&settings.root)
         .with_context(|| format!("cannot open registry root {}", settings.root.display()))?;
     let mut registry = settings.registry.clone();

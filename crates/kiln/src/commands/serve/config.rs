@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use kiln_registry::auth::{AccessRule, Auth, AuthMode, Htpasswd, TokenKey};
 use serde::Deserialize;
 
-use crate::cli::{AuthModeArg, ServeArgs};
+use crate::cli::{AuthModeArg, LogFormatArg, ServeArgs};
 
 /// The config file as written: every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub root: Option<PathBuf>,
     pub allow_anonymous_push: Option<bool>,
     pub max_manifest_size: Option<usize>,
+    pub log_format: Option<LogFormatArg>,
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
@@ -115,6 +116,7 @@ impl FileConfig {
             self.allow_anonymous_push = Some(true);
         }
         self.max_manifest_size = args.max_manifest_size.or(self.max_manifest_size);
+        self.log_format = args.log_format.or(self.log_format);
         let auth = &mut self.auth;
         auth.mode = args.auth_mode.or(auth.mode);
         auth.htpasswd = args.htpasswd.clone().or(auth.htpasswd.take());
@@ -152,6 +154,8 @@ pub struct Settings {
     pub tls: Tls,
     /// Online GC: how often, and how.
     pub gc: Option<(Duration, kiln_registry::storage::GcOptions)>,
+    /// Access log as JSON lines (else text).
+    pub json_log: bool,
 }
 
 /// `[auth]`, checked.
@@ -304,6 +308,7 @@ impl Settings {
             auth,
             tls,
             gc,
+            json_log: file.log_format == Some(LogFormatArg::Json),
         })
     }
 }
