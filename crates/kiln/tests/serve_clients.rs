@@ -1,0 +1,631 @@
+//! `kiln serve` (the binary) with real clients: buildah push, a podman multi-arch index read back byte-exact
+//! by skopeo, the cross-repository mount seen in the access log and the metrics, concurrent pushes (skopeo
+//! and kiln-client), and a crash test (kill -9 during pushes, restart, fsck, every acknowledged push there).
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use kiln_oci::{Algorithm, Digest};
+use kiln_test_support::{busybox_root, podman_env, require_tool, run, unmount_below};
+
+/// `kiln serve` on a free loopback port, its stderr in a file; killed (SIGKILL) when dropped.
+struct Serve {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn start(root: &Path, log: &Path, extra: &[&str]) -> Serve {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::cargo_bin("kiln")
+            .unwrap()
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let mut serve = Serve {
+            child,
+            addr: String::new(),
+            log: log.to_owned(),
+        };
+        let started = Instant::now();
+        loop {
+            let text = serve.log_text();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                serve.addr = rest.split_whitespace().next().unwrap().to_owned();
+                return serve;
+            }
+            assert!(
+                serve.child.try_wait().unwrap().is_none(),
+                "kiln serve stopped:\n{text}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "kiln serve is slow to start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGKILL.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and body (responses are read to the end).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    let split = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("truncated response"))?;
+    let status_line = String::from_utf8_lossy(&reply[..split]).into_owned();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    Ok((status, reply[split + 4..].to_vec()))
+}
+
+/// Deterministic bytes (xorshift) for test blobs.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A small OCI image: its blobs (config, layer) and manifest bytes.
+struct TestImage {
+    blobs: Vec<(Digest, Vec<u8>)>,
+    manifest: Vec<u8>,
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+impl TestImage {
+    fn new(seed: u64, layer_len: usize) -> TestImage {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"seed":"{seed}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        )
+        .into_bytes();
+        let layer = noise(seed, layer_len);
+        let (cd, ld) = (
+            Algorithm::Sha256.digest(&config),
+            Algorithm::Sha256.digest(&layer),
+        );
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld.to_string(), "size": layer.len()}],
+        }))
+        .unwrap();
+        TestImage {
+            blobs: vec![(cd, config), (ld, layer)],
+            manifest,
+        }
+    }
+
+    fn digest(&self) -> Digest {
+        Algorithm::Sha256.digest(&self.manifest)
+    }
+
+    /// Pushes with raw HTTP (monolithic blob uploads, then the manifest); Ok(true) once the manifest PUT
+    /// is acknowledged.
+    fn push_raw(&self, addr: &str, repo: &str, tag: &str) -> std::io::Result<bool> {
+        for (d, bytes) in &self.blobs {
+            let (status, _) = http(
+                addr,
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                None,
+                bytes,
+            )?;
+            if status != 201 {
+                return Ok(false);
+            }
+        }
+        let path = format!("/v2/{repo}/manifests/{tag}");
+        let (status, _) = http(addr, "PUT", &path, Some(OCI_MANIFEST), &self.manifest)?;
+        Ok(status == 201)
+    }
+
+    /// Reads the image back by tag and checks every digest; describes the first difference.
+    fn check(&self, addr: &str, repo: &str, tag: &str) -> Result<(), String> {
+        let (status, body) = http(addr, "GET", &format!("/v2/{repo}/manifests/{tag}"), None, b"")
+            .map_err(|e| e.to_string())?;
+        if status != 200 || body != self.manifest {
+            return Err(format!("{repo}:{tag}: manifest {status}, {} bytes", body.len()));
+        }
+        for (d, bytes) in &self.blobs {
+            let (status, body) =
+                http(addr, "GET", &format!("/v2/{repo}/blobs/{d}"), None, b"").map_err(|e| e.to_string())?;
+            if status != 200 || Algorithm::Sha256.digest(&body) != *d || body.len() != bytes.len() {
+                return Err(format!(
+                    "{repo}:{tag}: blob {d} answered {status} with {} bytes",
+                    body.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fsck(root: &Path) {
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["registry", "fsck", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fsck found problems:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of a metric sample line starting with `series`.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
+}
+
+/// A podman/buildah/skopeo command with storage under `dir`.
+fn tool(dir: &Path, name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(name);
+    cmd.args(args);
+    podman_env(dir, &mut cmd);
+    cmd
+}
+
+/// Unmounts podman's and buildah's leftovers before the temp dir goes.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        unmount_below(self.0);
+    }
+}
+
+/// buildah pushes to kiln serve; podman builds a two-platform index and pushes it, skopeo reads the index
+/// back byte for byte; `kiln copy` between repositories mounts, and the JSON access log and /metrics show it.
+#[test]
+fn buildah_push_podman_index_and_mount_seen_in_the_log() {
+    if !(require_tool("buildah") && require_tool("podman") && require_tool("skopeo")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _unmount = Unmount(dir.path());
+    let Some(rootfs) = busybox_root(dir.path()) else {
+        return;
+    };
+    let server = Serve::start(
+        &dir.path().join("reg"),
+        &dir.path().join("serve.log"),
+        &["--log-format", "json"],
+    );
+    let addr = server.addr.clone();
+    let d = dir.path();
+
+    // Two single-platform images from the busybox root (podman and buildah share the storage).
+    let tar = d.join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    let tar = tar.to_str().unwrap();
+    for arch in ["amd64", "arm64"] {
+        run(&mut tool(
+            d,
+            "podman",
+            &["import", "--arch", arch, tar, &format!("localhost/bb:{arch}")],
+        ));
+    }
+    run(&mut tool(
+        d,
+        "buildah",
+        &[
+            "push",
+            "--tls-verify=false",
+            "localhost/bb:amd64",
+            &format!("docker://{addr}/buildah/bb:1"),
+        ],
+    ));
+    let raw = run(&mut tool(
+        d,
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{addr}/buildah/bb:1"),
+        ],
+    ));
+    let pushed: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(pushed["layers"].as_array().unwrap().len(), 1, "{raw}");
+
+    run(&mut tool(
+        d,
+        "podman",
+        &["manifest", "create", "localhost/multi:1"],
+    ));
+    for arch in ["amd64", "arm64"] {
+        run(&mut tool(
+            d,
+            "podman",
+            &[
+                "manifest",
+                "add",
+                "--arch",
+                arch,
+                "localhost/multi:1",
+                &format!("containers-storage:localhost/bb:{arch}"),
+            ],
+        ));
+    }
+    let digest_file = d.join("index.digest");
+    run(&mut tool(
+        d,
+        "podman",
+        &[
+            "manifest",
+            "push",
+            "--all",
+            "--tls-verify=false",
+            "--digestfile",
+            digest_file.to_str().unwrap(),
+            "localhost/multi:1",
+            &format!("docker://{addr}/multi/bb:1"),
+        ],
+    ));
+    let out = tool(
+        d,
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{addr}/multi/bb:1"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pushed_digest = std::fs::read_to_string(&digest_file).unwrap();
+    assert_eq!(
+        Algorithm::Sha256.digest(&out.stdout).to_string(),
+        pushed_digest.trim(),
+        "the index read back is not the bytes podman pushed"
+    );
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort_unstable();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    for m in index["manifests"].as_array().unwrap() {
+        let child = format!("docker://{addr}/multi/bb@{}", m["digest"].as_str().unwrap());
+        run(&mut tool(
+            d,
+            "skopeo",
+            &["inspect", "--tls-verify=false", "--raw", &child],
+        ));
+    }
+
+    // kiln copy within one registry mounts the blobs: the event and the metric show it.
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args([
+            "copy",
+            &format!("docker://{addr}/buildah/bb:1"),
+            &format!("docker://{addr}/copied/bb:1"),
+        ])
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = server.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mounts: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "blob_mount" && l["repo"] == "copied/bb")
+        .collect();
+    assert!(!mounts.is_empty(), "no mount event in:\n{log}");
+    assert!(
+        mounts
+            .iter()
+            .all(|m| m["from"] == "buildah/bb" && m["client"].as_str().is_some()),
+        "{mounts:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "blob_upload_complete" && l["repo"] == "buildah/bb"),
+        "no upload event in:\n{log}"
+    );
+    // Every request has its access line with the documented fields.
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "kiln_registry::access")
+        .collect();
+    assert!(access.len() > 10, "{log}");
+    for field in [
+        "method",
+        "route",
+        "path",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "client",
+        "timestamp",
+    ] {
+        assert!(
+            access.iter().all(|l| !l[field].is_null()),
+            "{field} missing in:\n{log}"
+        );
+    }
+    assert!(
+        access.iter().any(|l| l["method"] == "PUT"
+            && l["route"] == "/v2/{name}/manifests/{reference}"
+            && l["repo"] == "multi/bb"
+            && l["status"] == 201
+            && l["bytes_in"].as_u64().unwrap() > 0),
+        "{log}"
+    );
+    let (status, metrics) = http(&addr, "GET", "/metrics", None, b"").unwrap();
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        sample(&metrics, "kiln_registry_blob_mounts_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "kiln_registry_storage_bytes") > 1e6, "{metrics}");
+}
+
+/// Four skopeo pushes of one image at once into one tag, and fifty kiln-client pushes of different images
+/// at once: all readable afterwards, fsck clean.
+#[test]
+fn concurrent_pushes_all_land_and_fsck_is_clean() {
+    if !require_tool("skopeo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("reg");
+    let server = Serve::start(&root, &dir.path().join("serve.log"), &[]);
+    let addr = server.addr.clone();
+
+    // The same image four times at once (skopeo, from one OCI layout).
+    let layout = dir.path().join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let same = TestImage::new(1, 3 << 20);
+    for (d, bytes) in &same.blobs {
+        std::fs::write(layout.join("blobs/sha256").join(d.hex()), bytes).unwrap();
+    }
+    std::fs::write(
+        layout.join("blobs/sha256").join(same.digest().hex()),
+        &same.manifest,
+    )
+    .unwrap();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST,
+        "digest": same.digest().to_string(), "size": same.manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "1"}}]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    let source = format!("oci:{}:1", layout.display());
+    let skopeos: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new("skopeo")
+                .args([
+                    "copy",
+                    "-q",
+                    "--preserve-digests",
+                    "--dest-tls-verify=false",
+                    &source,
+                ])
+                .arg(format!("docker://{addr}/same/image:1"))
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+
+    // Fifty different images at once with kiln-client, each blob from a file.
+    let images: Vec<TestImage> = (0..50)
+        .map(|i| TestImage::new(100 + i, 20_000 + i as usize * 1000))
+        .collect();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for image in &images {
+        for (d, bytes) in &image.blobs {
+            std::fs::write(files.join(d.hex()), bytes).unwrap();
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = std::sync::Arc::new(kiln_client::Client::new(kiln_client::ClientConfig::default()));
+        let tasks: Vec<_> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let client = std::sync::Arc::clone(&client);
+                let blobs: Vec<(Digest, u64)> = image
+                    .blobs
+                    .iter()
+                    .map(|(d, b)| (d.clone(), b.len() as u64))
+                    .collect();
+                let manifest = image.manifest.clone();
+                let target: kiln_client::Reference = format!("{addr}/many/image-{i}:1").parse().unwrap();
+                let files = files.clone();
+                tokio::spawn(async move {
+                    for (digest, size) in blobs {
+                        let path = files.join(digest.hex());
+                        let descriptor = kiln_oci::manifest::Descriptor {
+                            media_type: None,
+                            digest,
+                            size,
+                            urls: None,
+                            artifact_type: None,
+                            annotations: None,
+                        };
+                        client.push_blob(&target, &descriptor, &path, None).await.unwrap();
+                    }
+                    client
+                        .put_manifest(&target, &manifest, OCI_MANIFEST)
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    for child in skopeos {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    same.check(&addr, "same/image", "1").unwrap();
+    for (i, image) in images.iter().enumerate() {
+        image.check(&addr, &format!("many/image-{i}"), "1").unwrap();
+    }
+    let (_, catalog) = http(&addr, "GET", "/v2/_catalog", None, b"").unwrap();
+    let catalog: serde_json::Value = serde_json::from_slice(&catalog).unwrap();
+    assert_eq!(catalog["repositories"].as_array().unwrap().len(), 51, "{catalog}");
+    server.kill();
+    fsck(&root);
+}
+
+/// kill -9 at random moments while two clients push (blobs of up to 2 MB, some shared), restart, repeat;
+/// then fsck finds nothing wrong and every push the server acknowledged reads back with its digests.
+#[test]
+fn kill_9_during_pushes_loses_no_acknowledged_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("reg");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("crash test seed {seed}");
+    let mut random = noise(seed, 4096).into_iter().cycle();
+    let mut next = move || u64::from(random.next().unwrap());
+    let mut acknowledged: Vec<(String, TestImage)> = Vec::new();
+    let (mut rounds, mut attempts) = (0, 0);
+    let started = Instant::now();
+    while rounds < 15 && started.elapsed() < Duration::from_secs(25) {
+        let server = Serve::start(&root, &dir.path().join(format!("serve-{rounds}.log")), &[]);
+        let pushers: Vec<_> = (0..2)
+            .map(|p| {
+                let addr = server.addr.clone();
+                let seeds: Vec<u64> = (0..40).map(|_| next() << 8 | next()).collect();
+                std::thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut tried = 0;
+                    for (i, s) in seeds.into_iter().enumerate() {
+                        // A quarter of the images reuse one of four layers (dedupe, concurrent same blob).
+                        let layer_seed = if s % 4 == 0 { s % 16 } else { s + 1000 };
+                        let image = TestImage::new(layer_seed, (s as usize * 7919) % (2 << 20));
+                        let tag = format!("r{rounds}-p{p}-{i}");
+                        tried += 1;
+                        match image.push_raw(&addr, "crash/image", &tag) {
+                            Ok(true) => acked.push((tag, image)),
+                            Ok(false) => panic!("push {tag} refused while the server was up"),
+                            Err(_) => break, // the server is gone
+                        }
+                    }
+                    (acked, tried)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(30 + next() * 3));
+        server.kill();
+        for pusher in pushers {
+            let (acked, tried) = pusher.join().unwrap();
+            acknowledged.extend(acked);
+            attempts += tried;
+        }
+        rounds += 1;
+    }
+    eprintln!(
+        "{rounds} kills, {} of {attempts} pushes acknowledged",
+        acknowledged.len()
+    );
+    assert!(rounds >= 5);
+    fsck(&root);
+    let server = Serve::start(&root, &dir.path().join("serve-last.log"), &[]);
+    for (tag, image) in &acknowledged {
+        image.check(&server.addr, "crash/image", tag).unwrap();
+    }
+    // The registry still takes pushes after all that.
+    let image = TestImage::new(7, 100_000);
+    assert!(image.push_raw(&server.addr, "crash/image", "after").unwrap());
+    image.check(&server.addr, "crash/image", "after").unwrap();
+}
