@@ -691,6 +691,13 @@ fn kill_9_during_pushes_loses_no_acknowledged_push() {
     let image = TestImage::new(7, 100_000);
     assert!(image.push_raw(&server.addr, "crash/image", "after").unwrap());
     image.check(&server.addr, "crash/image", "after").unwrap();
+    // The default log is text, one access line per request.
+    let log = server.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("kiln_registry::access")
+            && l.contains("method=PUT route=/v2/{name}/manifests/{reference} path=/v2/crash/image/manifests/after repo=crash/image status=201")),
+        "{log}"
+    );
 }
 
 /// Debian's docker-registry (distribution 2.8) on a free loopback port, killed when dropped.

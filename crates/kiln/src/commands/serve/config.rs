@@ -397,6 +397,22 @@ mod tests {
     }
 
     #[test]
+    fn log_format_from_the_file_or_the_flag() {
+        assert!(
+            !settings("root = \"/r\"", &[]).unwrap().json_log,
+            "text by default"
+        );
+        assert!(
+            settings("root = \"/r\"\nlog-format = \"json\"", &[])
+                .unwrap()
+                .json_log
+        );
+        let s = settings("root = \"/r\"\nlog-format = \"json\"", &["--log-format", "text"]).unwrap();
+        assert!(!s.json_log, "the flag wins");
+        assert!(settings("root = \"/r\"\nlog-format = \"xml\"", &[]).is_err());
+    }
+
+    #[test]
     fn auth_section_and_flags() {
         let text = "root = \"/r\"\n[auth]\nmode = \"restricted\"\nhtpasswd = \"users\"\ntoken-ttl = \"1h\"\n\
                     [[auth.access]]\nusers = [\"ci\"]\nrepositories = [\"project/**\"]\nactions = [\"push\"]\n";
