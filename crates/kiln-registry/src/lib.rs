@@ -2,6 +2,9 @@
 
 pub mod auth;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod names;
 mod observe;
 mod routes;

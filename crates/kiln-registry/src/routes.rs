@@ -673,7 +673,13 @@ fn check_content_range(headers: &HeaderMap, repo: &RepoName, id: &str, offset: u
             "chunk starts at {start}, upload {id} has {offset} bytes"
         ))?);
     }
-    let len = end - start + 1;
+    // `0-18446744073709551615` announces 2^64 bytes: no body can have that many (found by fuzzing: the
+    // length overflowed, and wrapped to 0 in release builds, accepting an empty chunk).
+    let Some(len) = (end - start).checked_add(1) else {
+        return Err(out_of_order(format!(
+            "Content-Range {value} announces more than 2^64 - 1 bytes"
+        ))?);
+    };
     if let Some(cl) = header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())
         && cl != len
     {
