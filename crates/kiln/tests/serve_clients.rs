@@ -633,11 +633,17 @@ fn concurrent_pushes_all_land_and_fsck_is_clean() {
 fn kill_9_during_pushes_loses_no_acknowledged_push() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("reg");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("crash test seed {seed}");
+    // KILN_CRASH_SEED replays the sizes and kill delays of a run (its timing still varies).
+    let seed = std::env::var("KILN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed {seed} (KILN_CRASH_SEED)");
     let mut random = noise(seed, 4096).into_iter().cycle();
     let mut next = move || u64::from(random.next().unwrap());
     let mut acknowledged: Vec<(String, TestImage)> = Vec::new();
