@@ -13,4 +13,4 @@ pub use client::{Client, ClientConfig};
 pub use error::ClientError;
 pub use image::{Platform, PlatformChoice, Transferred};
 pub use reference::Reference;
-pub use transfer::{MANIFEST_ACCEPT, Manifest};
+pub use transfer::{BlobDownload, MANIFEST_ACCEPT, Manifest};

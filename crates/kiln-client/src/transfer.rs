@@ -36,6 +36,22 @@ pub struct Manifest {
     pub digest: Digest,
 }
 
+/// A blob download in progress ([`Client::get_blob`]).
+pub struct BlobDownload {
+    /// The size the registry announced, if it did.
+    pub size: Option<u64>,
+    /// The bytes as they arrive, not yet verified against the digest.
+    pub stream: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, ClientError>>,
+}
+
+impl std::fmt::Debug for BlobDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobDownload")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Manifest {
     /// A descriptor of this manifest.
     pub fn descriptor(&self) -> Descriptor {
@@ -441,6 +457,54 @@ impl Client {
         }
         progress.finish(digest, BlobOutcome::Pulled);
         Ok(BlobOutcome::Pulled)
+    }
+
+    /// Starts a download of a blob: its size (the answer's `Content-Length`, when given) and its bytes as
+    /// they arrive, unverified (the caller hashes them); `None` when the repository lacks it (404). The
+    /// request is retried on connection errors, 429 and 5xx; the stream is not resumed.
+    pub async fn get_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<BlobDownload>, ClientError> {
+        let target = format!("v2/{}/blobs/{digest}", reference.repository);
+        let scopes = [scope(&reference.repository, false)];
+        let (response, url) = self
+            .send(&reference.registry, &scopes, Method::GET, &target, true, Ok)
+            .await?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(status_error(&Method::GET, url.as_str(), response).await),
+        }
+        let size = response.content_length();
+        let stream = response
+            .bytes_stream()
+            .map(move |chunk| chunk.map_err(http_error("GET", &url)))
+            .boxed();
+        Ok(Some(BlobDownload { size, stream }))
+    }
+
+    /// The size of a blob from a HEAD with pull access only; `None` when the repository lacks it.
+    pub async fn blob_size(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<u64>, ClientError> {
+        let target = format!("v2/{}/blobs/{digest}", reference.repository);
+        let scopes = [scope(&reference.repository, false)];
+        let (response, url) = self
+            .send(&reference.registry, &scopes, Method::HEAD, &target, true, Ok)
+            .await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(
+                header_str(&response, CONTENT_LENGTH)
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or_default(),
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(&Method::HEAD, url.as_str(), response).await),
+        }
     }
 
     /// Whether the repository has the blob (HEAD).

@@ -7,6 +7,7 @@ mod error;
 pub mod fuzzing;
 pub mod names;
 mod observe;
+pub mod pull_through;
 mod routes;
 mod service;
 pub mod storage;
@@ -26,6 +27,9 @@ pub struct RegistryConfig {
     pub max_manifest_bytes: usize,
     /// Who may do what ([`auth::Auth::open`] by default).
     pub auth: Arc<auth::Auth>,
+    /// Fetch what the storage lacks from an intermediate registry and upstream mirrors (a buildset
+    /// registry); `None`: answer from the storage only.
+    pub pull_through: Option<Arc<pull_through::PullThrough>>,
 }
 
 impl Default for RegistryConfig {
@@ -33,6 +37,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
             auth: Arc::new(auth::Auth::open()),
+            pull_through: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::names::{
     RangeAnswer, Reference, RepoName, Tag, parse_content_range, parse_range, parse_upload_id,
 };
 use crate::observe::{BlobEvent, Described, User};
+use crate::pull_through::{self, PullThrough};
 use crate::service::{self, blocking, storage_error};
 use crate::storage::{Storage, UploadSink};
 
@@ -267,6 +268,7 @@ async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Re
             let d = digest(&d)?;
             match method {
                 Method::GET | Method::HEAD => {
+                    let repo = pulled_name(app, repo, &request)?;
                     let range = header_str(request.headers(), &header::RANGE).map(str::to_owned);
                     get_blob(app, &repo, &d, method == Method::HEAD, range).await
                 }
@@ -317,6 +319,7 @@ async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Re
                     })?;
             match method {
                 Method::GET | Method::HEAD => {
+                    let repo = pulled_name(app, repo, &request)?;
                     get_manifest(app, repo, reference, method == Method::HEAD).await
                 }
                 Method::PUT => put_manifest(app, repo, reference, request).await,
@@ -473,7 +476,10 @@ async fn get_blob(
 ) -> Result<Response> {
     let (r, dd) = (repo.clone(), d.clone());
     let Some((reader, size)) = blocking(&app.storage, move |s| s.open_blob(&r, &dd)).await? else {
-        return Err(blob_unknown(repo, d));
+        return match &app.config.pull_through {
+            Some(pt) => pull_blob(app, pt, repo, d, head).await,
+            None => Err(blob_unknown(repo, d)),
+        };
     };
     let range = range.map_or(RangeAnswer::Full, |h| parse_range(&h, size));
     let (status, start, len) = match range {
@@ -510,6 +516,49 @@ async fn get_blob(
         );
     }
     Ok(response)
+}
+
+/// A blob the storage lacks, from the pull-through: streamed while it is cached (Range is not honoured:
+/// the whole blob comes with 200).
+async fn pull_blob(
+    app: &Arc<App>,
+    pt: &Arc<PullThrough>,
+    repo: &RepoName,
+    d: &Digest,
+    head: bool,
+) -> Result<Response> {
+    let (size, body) = if head {
+        let Some(size) = pt.blob_size(repo, d).await? else {
+            return Err(blob_unknown(repo, d));
+        };
+        (Some(size), Body::empty())
+    } else {
+        let Some(found) = pt.blob(&app.storage, repo, d).await? else {
+            return Err(blob_unknown(repo, d));
+        };
+        found
+    };
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    if let Some(size) = size {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(CONTENT_DIGEST, header_value(&d.to_string())?);
+    Ok(response)
+}
+
+/// With pull-through, the name an image is kept under (`?ns=` of containerd's mirror requests applied).
+fn pulled_name(app: &App, repo: RepoName, request: &Request) -> Result<RepoName> {
+    if app.config.pull_through.is_none() {
+        return Ok(repo);
+    }
+    let pairs = query_pairs(request)?;
+    let local = pull_through::local_name(repo.as_str(), query_get(&pairs, "ns"));
+    Ok(local.parse().unwrap_or(repo))
 }
 
 async fn delete_blob(app: &Arc<App>, repo: &RepoName, d: &Digest) -> Result<Response> {
@@ -799,7 +848,11 @@ fn manifest_unknown(repo: &RepoName, reference: &Reference) -> RegistryError {
 
 async fn get_manifest(app: &Arc<App>, repo: RepoName, reference: Reference, head: bool) -> Result<Response> {
     let (r, rf) = (repo.clone(), reference.clone());
-    let Some(m) = blocking(&app.storage, move |s| s.get_manifest(&r, &rf)).await? else {
+    let mut found = blocking(&app.storage, move |s| s.get_manifest(&r, &rf)).await?;
+    if let (None, Some(pt)) = (&found, &app.config.pull_through) {
+        found = pt.manifest(&app.storage, &repo, &reference).await?;
+    }
+    let Some(m) = found else {
         return Err(manifest_unknown(&repo, &reference));
     };
     let len = m.bytes.len();

@@ -129,3 +129,103 @@ pub fn unmount_below(dir: &Path) {
         let _ = Command::new("umount").arg("-l").arg(&point).output();
     }
 }
+
+/// A registry process (`kiln serve`, `docker-registry`) listening on `addr`, killed when dropped (also when
+/// a test panics).
+#[derive(Debug)]
+pub struct Server {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    child: std::process::Child,
+}
+
+impl Server {
+    /// Stops the server now (to prove later answers do not need it).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kiln serve` (given as `cmd`, with `--listen 127.0.0.1:0`) and waits for its
+/// `listening on http(s)://ADDR` line; the rest of its stderr is echoed to the test's stderr.
+#[allow(clippy::zombie_processes)] // `Server` kills and waits for it when dropped
+pub fn start_kiln_serve(cmd: &mut Command) -> Server {
+    use std::io::BufRead as _;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln serve starts");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kiln serve stopped before listening:\n{text}");
+        }
+        text.push_str(&line);
+        let rest = line
+            .split("listening on http://")
+            .nth(1)
+            .or_else(|| line.split("listening on https://").nth(1));
+        if let Some(rest) = rest {
+            let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            let label = addr.clone();
+            std::thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    eprintln!("[{label}] {line}");
+                }
+            });
+            return Server { addr, child };
+        }
+    }
+}
+
+/// Starts Debian's `docker-registry` (distribution 2.8) on a free loopback port with its storage in
+/// `dir`, or `None` (after the skip/panic policy) when it is not installed.
+pub fn start_docker_registry(dir: &Path) -> Option<Server> {
+    if !require_tool("docker-registry") {
+        return None;
+    }
+    fs_err::create_dir_all(dir).expect("create registry folder");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("reg.yml");
+    fs_err::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+             http: {{addr: {addr}}}\n",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write reg.yml");
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker-registry starts");
+    let server = Server { addr, child };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&server.addr).is_ok() {
+            return Some(server);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("docker-registry did not listen on {}", server.addr);
+}

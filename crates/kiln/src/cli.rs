@@ -105,6 +105,41 @@ pub enum Command {
     /// Publish a registry image (VERSION, HASH, REGISTRY files): push <registry>/<name>:<version>
     /// (never over another digest), move `latest`, record the digest in HASH.
     Publish(PublishArgs),
+    /// Move a buildset's images to (`push`) or from (`pull`) the intermediate registry, where they are
+    /// tagged `<build-id>_<tag>` (docs/speculative-images.md).
+    #[command(subcommand)]
+    Speculative(SpeculativeCommand),
+}
+
+/// `kiln speculative push|pull`.
+#[derive(Debug, Subcommand)]
+pub enum SpeculativeCommand {
+    /// Copy `BUILDSET/NAME:TAG` to `INTERMEDIATE/NAME:<build-id>_TAG` for each image.
+    Push(SpeculativeArgs),
+    /// Copy `INTERMEDIATE/NAME:<build-id>_TAG` to `BUILDSET/NAME:TAG` for each image.
+    Pull(SpeculativeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpeculativeArgs {
+    /// Images as the buildset registry names them, `NAME:TAG` (`org/app:1.0`, `quay.io/org/app:1.0`).
+    #[arg(required = true, value_name = "NAME:TAG")]
+    pub names: Vec<String>,
+
+    /// The build the images belong to (a tag prefix: letters, digits, `_`, `.`, `-`).
+    #[arg(long, value_name = "ID")]
+    pub build: String,
+
+    /// The buildset registry (`HOST:PORT`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub buildset: String,
+
+    /// The intermediate registry (`HOST:PORT`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub intermediate: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Flags of every command that talks to a registry.
@@ -456,6 +491,46 @@ pub struct ServeArgs {
     /// are at GET /metrics (docs/registry-observability.md). Config: `log-format`.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,
+
+    /// Buildset registry: the intermediate registry to pull speculative images from, as
+    /// `<name>:<build-id>_<tag>` for each --speculative-build (docs/speculative-images.md). What the
+    /// registry lacks is fetched from there, then from the --mirror of the image's registry host, verified
+    /// and cached. Config: `[pull-through] upstream`; its credentials: `[pull-through.credentials."HOST"]`.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// A build whose speculative images this buildset uses (repeatable; the first that has a tag wins, so
+    /// give the change nearest ahead in the queue first). Config: `[pull-through] speculative-builds`.
+    #[arg(long, value_name = "ID")]
+    pub speculative_build: Vec<String>,
+
+    /// Pull images of registry HOST (`docker.io` for names without a host, `quay.io`, …) that neither
+    /// this registry nor the intermediate one has from URL [default URL: the host's own registry;
+    /// repeatable]. Config: `[pull-through] mirrors = { "docker.io" = "URL" }`.
+    #[arg(long, value_name = "HOST[=URL]")]
+    pub mirror: Vec<String>,
+
+    /// Folder of CA certificates (*.crt) and client certificates for the upstream registries.
+    /// Config: `[pull-through] cert-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub upstream_cert_dir: Option<PathBuf>,
+
+    /// Accept any TLS certificate from the upstream registries. Config: `[pull-through] insecure`.
+    #[arg(long)]
+    pub upstream_insecure: bool,
+
+    /// Print the mirror configuration a client needs to pull docker.io and every --mirror host through
+    /// this registry, for this --listen address and TLS setup, then exit: `docker` (daemon.json
+    /// registry-mirrors and insecure-registries), `podman` (registries.conf [[registry]] entries with
+    /// mirrors; also skopeo and buildah), `containerd` (a hosts.toml per registry host) or `buildkit`
+    /// (buildkitd.toml [registry] sections).
+    #[arg(long, value_enum, value_name = "CLIENT")]
+    pub print_client_config: Option<ClientKind>,
+
+    /// The address clients reach this registry at, in --print-client-config [default: the --listen
+    /// address, or this host's name when listening on every address].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
 }
 
 /// `kiln serve --log-format`.
@@ -464,6 +539,15 @@ pub struct ServeArgs {
 pub enum LogFormatArg {
     Text,
     Json,
+}
+
+/// A client whose mirror configuration `kiln serve --print-client-config` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientKind {
+    Docker,
+    Podman,
+    Containerd,
+    Buildkit,
 }
 
 /// `kiln registry …`: offline maintenance of a registry root.

@@ -2,74 +2,23 @@
 //! podman: what kiln pushes is what the peers pull, digests included.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use assert_cmd::cargo::CommandCargoExt;
-use kiln_test_support::{busybox_root, ok, podman_env, require_tool, run};
-
-/// `kiln serve` on a free loopback port until dropped.
-struct Serve {
-    addr: String,
-    child: Child,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(root: &Path) -> Serve {
-    let mut child = Command::cargo_bin("kiln")
-        .unwrap()
-        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-        .arg(root)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Serve { addr, child }
-}
-
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::cargo_bin("kiln")
-        .unwrap()
-        .arg("--store")
-        .arg(dir.join("store"))
-        .args(args)
-        .current_dir(dir)
-        .env("CI", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap()
-}
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).unwrap()
-}
+use kiln_test_support::{ok, podman_env, require_tool, run};
+use support::{busybox_store, json, kiln, kiln_serve};
 
 /// A temp dir whose store holds the busybox base as `bb:1`, exported as the docker-archive `bb.tar`.
 fn base() -> Option<tempfile::TempDir> {
-    let dir = tempfile::tempdir().unwrap();
-    let root = busybox_root(dir.path())?;
-    ok(kiln(
-        dir.path(),
-        &["image", "import", root.to_str().unwrap(), "-t", "bb:1"],
-    ));
+    let dir = busybox_store()?;
     ok(kiln(dir.path(), &["image", "export", "bb:1", "-o", "bb.tar"]));
     Some(dir)
+}
+
+fn serve(root: &Path) -> kiln_test_support::Server {
+    kiln_serve(root, &[])
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod registry;
 mod registry_admin;
 mod serve;
 mod ship;
+mod speculative;
 mod tag;
 mod untag;
 mod upload;
@@ -46,6 +47,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Untag(args) => untag::run(global, &args),
         Command::Upload(args) => upload::run(global, &args),
         Command::Publish(args) => publish::run(&repo()?, global, &args),
+        Command::Speculative(command) => speculative::run(global, &command),
         Command::Images(args) => images::run(&repo()?, &args),
         Command::Plan(args) => plan::run(&repo()?, &args),
         Command::Context(args) => context::run(&repo()?, &args),

@@ -7,14 +7,51 @@ use kiln_registry::FsStorage;
 
 use crate::cli::ServeArgs;
 
+mod client_config;
 mod config;
 
+/// `--print-client-config`: the text on stdout, notes on stderr.
+fn print_client_config(args: &ServeArgs, client: crate::cli::ClientKind) -> Result<()> {
+    let view = config::ClientView::load(args)?;
+    let target = client_config::Target {
+        address: client_config::address(view.listen, args.advertise.as_deref()),
+        ca: view.ca,
+        mirrors: view.mirrors,
+    };
+    let (text, notes) = client_config::render(client, &target);
+    for note in notes {
+        eprintln!("kiln serve: {note}");
+    }
+    crate::output::stdout(|out| out.write_all(text.as_bytes()))
+}
+
 pub fn run(args: &ServeArgs) -> Result<()> {
+    if let Some(client) = args.print_client_config {
+        return print_client_config(args, client);
+    }
     let settings = config::Settings::load(args)?;
     crate::output::init_serve_logging(settings.json_log);
     let storage = FsStorage::open(&settings.root)
         .with_context(|| format!("cannot open registry root {}", settings.root.display()))?;
     let mut registry = settings.registry.clone();
+    let mut pulling = None;
+    if let Some(options) = settings.pull_through.clone() {
+        let describe = format!(
+            "pulling through{}{}",
+            options
+                .intermediate
+                .as_ref()
+                .map(|i| format!(" intermediate {} (builds {})", i.url, options.builds.join(", ")))
+                .unwrap_or_default(),
+            options
+                .mirrors
+                .iter()
+                .map(|(h, u)| format!(", {h} from {}", u.url))
+                .collect::<String>()
+        );
+        registry.pull_through = Some(Arc::new(kiln_registry::pull_through::PullThrough::new(options)?));
+        pulling = Some(describe);
+    }
     let https = settings.tls != config::Tls::Off;
     registry.auth = Arc::new(
         settings
@@ -57,6 +94,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             settings.root.display(),
             settings.auth.mode.as_str()
         );
+        if let Some(pulling) = &pulling {
+            eprintln!("kiln serve: {pulling}");
+        }
         if let Some((every, options)) = settings.gc.clone() {
             tokio::spawn(collect_garbage(gc_storage, every, options));
         }

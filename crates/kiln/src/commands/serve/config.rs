@@ -1,12 +1,15 @@
 //! `kiln serve` settings: the TOML file of `--config` (format in docs/registry-config.md) overlaid with the
 //! flags given on the command line, then checked into [`Settings`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use kiln_client::auth::Credentials;
 use kiln_registry::auth::{AccessRule, Auth, AuthMode, Htpasswd, TokenKey};
+use kiln_registry::pull_through::{PullThroughOptions, UpstreamSpec, parse_upstream_url};
 use serde::Deserialize;
 
 use crate::cli::{AuthModeArg, LogFormatArg, ServeArgs};
@@ -26,6 +29,32 @@ pub struct FileConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub gc: GcSection,
+    #[serde(default)]
+    pub pull_through: PullThroughSection,
+}
+
+/// `[pull-through]`: a buildset registry's upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PullThroughSection {
+    pub upstream: Option<String>,
+    pub speculative_builds: Option<Vec<String>>,
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, String>,
+    pub cert_dir: Option<PathBuf>,
+    pub insecure: Option<bool>,
+    /// Registry `HOST[:PORT]` (as in its URL) → credentials.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, UpstreamCredentials>,
+}
+
+/// `[pull-through.credentials."HOST"]`: a user and a password (or a file holding it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UpstreamCredentials {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[gc]`.
@@ -92,7 +121,10 @@ impl FileConfig {
     fn resolve_paths(&mut self, base: &Path) {
         let auth = &mut self.auth;
         let tls = &mut self.tls;
+        let pt = &mut self.pull_through;
+        let password_files = pt.credentials.values_mut().map(|c| &mut c.password_file);
         for p in [
+            &mut pt.cert_dir,
             &mut self.root,
             &mut auth.htpasswd,
             &mut auth.token_key,
@@ -100,6 +132,7 @@ impl FileConfig {
             &mut tls.key,
         ]
         .into_iter()
+        .chain(password_files)
         .flatten()
         {
             if p.is_relative() {
@@ -133,6 +166,19 @@ impl FileConfig {
         if !args.expire_tags.is_empty() {
             gc.expire_tags = Some(args.expire_tags.clone());
         }
+        let pt = &mut self.pull_through;
+        pt.upstream = args.upstream.clone().or(pt.upstream.take());
+        if !args.speculative_build.is_empty() {
+            pt.speculative_builds = Some(args.speculative_build.clone());
+        }
+        for m in &args.mirror {
+            let (host, url) = m.split_once('=').unwrap_or((m.as_str(), ""));
+            pt.mirrors.insert(host.to_owned(), url.to_owned());
+        }
+        pt.cert_dir = args.upstream_cert_dir.clone().or(pt.cert_dir.take());
+        if args.upstream_insecure {
+            pt.insecure = Some(true);
+        }
         let tls = &mut self.tls;
         if args.tls_cert.is_some() || args.tls_self_signed {
             // One way of doing TLS: the command line's replaces the file's.
@@ -156,6 +202,8 @@ pub struct Settings {
     pub gc: Option<(Duration, kiln_registry::storage::GcOptions)>,
     /// Access log as JSON lines (else text).
     pub json_log: bool,
+    /// A buildset registry's upstreams (`None`: none). The spool folder is set when serving.
+    pub pull_through: Option<PullThroughOptions>,
 }
 
 /// `[auth]`, checked.
@@ -247,6 +295,43 @@ impl AuthSettings {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
 
+/// What `--print-client-config` needs: no root, no files read.
+#[derive(Debug)]
+pub struct ClientView {
+    pub listen: SocketAddr,
+    /// `None`: plain HTTP. `Some(None)`: HTTPS with a certificate clients already trust.
+    pub ca: Option<Option<PathBuf>>,
+    /// The mirrored registry hosts besides docker.io.
+    pub mirrors: Vec<String>,
+}
+
+impl ClientView {
+    pub fn load(args: &ServeArgs) -> Result<ClientView> {
+        let file = match &args.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        }
+        .overlay(args);
+        let listen = match file.listen {
+            Some(l) => l,
+            None => DEFAULT_LISTEN.parse()?,
+        };
+        let ca = match (&file.tls.cert, file.tls.self_signed.unwrap_or(false), &file.root) {
+            (None, false, _) => None,
+            (Some(_), _, _) => Some(None),
+            (None, true, Some(root)) => Some(Some(root.join("tls/ca.crt"))),
+            (None, true, None) => bail!("the self-signed CA is in ROOT/tls: pass --root DIR"),
+        };
+        let mirrors = file
+            .pull_through
+            .mirrors
+            .into_keys()
+            .filter(|h| h != "docker.io")
+            .collect();
+        Ok(ClientView { listen, ca, mirrors })
+    }
+}
+
 impl Settings {
     /// The config file (if any) overlaid with the flags, checked.
     pub fn load(args: &ServeArgs) -> Result<Settings> {
@@ -301,6 +386,7 @@ impl Settings {
                 Some((Duration::from_secs(every.max(1)), options))
             }
         };
+        let pull_through = pull_through_options(file.pull_through, &root)?;
         Ok(Settings {
             listen,
             root,
@@ -309,8 +395,65 @@ impl Settings {
             tls,
             gc,
             json_log: file.log_format == Some(LogFormatArg::Json),
+            pull_through,
         })
     }
+}
+
+/// The host a `--mirror` or `[pull-through] mirrors` entry without a URL pulls from: the registry itself.
+fn default_mirror_url(host: &str) -> String {
+    format!("https://{}", kiln_client::reference::endpoint_of(host))
+}
+
+/// `[pull-through]`, checked; `None` when neither an upstream nor a mirror is given.
+fn pull_through_options(pt: PullThroughSection, root: &Path) -> Result<Option<PullThroughOptions>> {
+    if pt.upstream.is_none() && pt.mirrors.is_empty() {
+        if pt.speculative_builds.as_ref().is_some_and(|b| !b.is_empty()) {
+            bail!("--speculative-build needs the intermediate registry: pass --upstream URL");
+        }
+        return Ok(None);
+    }
+    let mut credentials = BTreeMap::new();
+    for (host, c) in pt.credentials {
+        let password = match (c.password, c.password_file) {
+            (Some(p), None) => p,
+            (None, Some(file)) => fs_err::read_to_string(&file)?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            _ => bail!("[pull-through.credentials.\"{host}\"] needs one of `password` and `password-file`"),
+        };
+        credentials.insert(
+            host,
+            Credentials {
+                username: c.username,
+                password,
+            },
+        );
+    }
+    let spec = |url: String| -> Result<UpstreamSpec> {
+        let (host, _) = parse_upstream_url(&url)?;
+        Ok(UpstreamSpec {
+            credentials: credentials.get(&host).cloned(),
+            url,
+        })
+    };
+    let mut mirrors = BTreeMap::new();
+    for (host, url) in pt.mirrors {
+        let url = if url.is_empty() {
+            default_mirror_url(&host)
+        } else {
+            url
+        };
+        mirrors.insert(host, spec(url)?);
+    }
+    Ok(Some(PullThroughOptions {
+        intermediate: pt.upstream.map(spec).transpose()?,
+        builds: pt.speculative_builds.unwrap_or_default(),
+        mirrors,
+        tls_verify: !pt.insecure.unwrap_or(false),
+        cert_dir: pt.cert_dir,
+        spool: root.join("ingest"),
+    }))
 }
 
 #[cfg(test)]
