@@ -485,28 +485,6 @@ impl Client {
         Ok(Some(BlobDownload { size, stream }))
     }
 
-    /// The size of a blob from a HEAD with pull access only; `None` when the repository lacks it.
-    pub async fn blob_size(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-    ) -> Result<Option<u64>, ClientError> {
-        let target = format!("v2/{}/blobs/{digest}", reference.repository);
-        let scopes = [scope(&reference.repository, false)];
-        let (response, url) = self
-            .send(&reference.registry, &scopes, Method::HEAD, &target, true, Ok)
-            .await?;
-        match response.status() {
-            StatusCode::OK => Ok(Some(
-                header_str(&response, CONTENT_LENGTH)
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or_default(),
-            )),
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(status_error(&Method::HEAD, url.as_str(), response).await),
-        }
-    }
-
     /// Whether the repository has the blob (HEAD).
     pub async fn has_blob(&self, reference: &Reference, digest: &Digest) -> Result<bool, ClientError> {
         let target = format!("v2/{}/blobs/{digest}", reference.repository);

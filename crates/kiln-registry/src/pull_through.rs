@@ -393,30 +393,6 @@ impl PullThrough {
         Ok(stored)
     }
 
-    /// The size of a blob the storage lacks, from a download in progress or a HEAD upstream.
-    pub(crate) async fn blob_size(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
-        let key = (repo.to_string(), digest.clone());
-        let running = self.lock_fetches().get(&key).map(|f| f.state.borrow().clone());
-        if let Some(FetchState::Running { size: Some(size), .. } | FetchState::Done { size }) = running {
-            return Ok(Some(size));
-        }
-        let mut failure = None;
-        for source in self.sources(repo) {
-            let target = source.reference(None, Some(digest.clone()));
-            match source.upstream.client.blob_size(&target, digest).await {
-                Ok(Some(size)) => return Ok(Some(size)),
-                Ok(None) => {}
-                Err(e) if source.is_miss(&e) => {}
-                Err(e) => failure = Some(format!("cannot reach {target}: {e}")),
-            }
-        }
-        failure.map_or(Ok(None), |m| Err(bad_gateway(m)))
-    }
-
     fn lock_fetches(&self) -> std::sync::MutexGuard<'_, HashMap<FetchKey, Arc<Fetch>>> {
         self.fetches
             .lock()

@@ -519,7 +519,8 @@ async fn get_blob(
 }
 
 /// A blob the storage lacks, from the pull-through: streamed while it is cached (Range is not honoured:
-/// the whole blob comes with 200).
+/// the whole blob comes with 200). A HEAD waits until the blob is cached, so that a client that skips
+/// uploading a blob after a HEAD finds it linked when its manifest is checked.
 async fn pull_blob(
     app: &Arc<App>,
     pt: &Arc<PullThrough>,
@@ -527,16 +528,19 @@ async fn pull_blob(
     d: &Digest,
     head: bool,
 ) -> Result<Response> {
-    let (size, body) = if head {
-        let Some(size) = pt.blob_size(repo, d).await? else {
-            return Err(blob_unknown(repo, d));
-        };
-        (Some(size), Body::empty())
+    let Some((size, body)) = pt.blob(&app.storage, repo, d).await? else {
+        return Err(blob_unknown(repo, d));
+    };
+    let body = if head {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            chunk.map_err(|e| {
+                RegistryError::new(StatusCode::BAD_GATEWAY, ErrorCode::Unknown, e.to_string())
+            })?;
+        }
+        Body::empty()
     } else {
-        let Some(found) = pt.blob(&app.storage, repo, d).await? else {
-            return Err(blob_unknown(repo, d));
-        };
-        found
+        body
     };
     let mut response = Response::new(body);
     let h = response.headers_mut();

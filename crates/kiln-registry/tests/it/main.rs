@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod gc;
 mod metrics;
+mod pull_through;
 mod skopeo;
 mod support;
 mod tls;

@@ -613,4 +613,42 @@ mod tests {
         );
         assert!(settings("root = \"/r\"", &["--expire-tags", "change_*"]).is_err());
     }
+
+    #[test]
+    fn pull_through_from_the_file_and_the_flags() {
+        assert!(settings("root = \"/r\"", &[]).unwrap().pull_through.is_none());
+        let text = "root = \"/r\"\n[pull-through]\nupstream = \"https://inter.example:5000\"\n\
+                    speculative-builds = [\"b1\"]\nmirrors = { \"quay.io\" = \"\" }\ncert-dir = \"certs\"\n\
+                    [pull-through.credentials.\"inter.example:5000\"]\nusername = \"ci\"\npassword = \"s\"\n";
+        let pt = settings(
+            text,
+            &[
+                "--mirror",
+                "docker.io=http://127.0.0.1:1",
+                "--speculative-build",
+                "b2",
+            ],
+        )
+        .unwrap()
+        .pull_through
+        .unwrap();
+        let intermediate = pt.intermediate.unwrap();
+        assert_eq!(intermediate.url, "https://inter.example:5000");
+        assert_eq!(intermediate.credentials.unwrap().username, "ci");
+        assert_eq!(pt.builds, ["b2"], "the flag replaces the file's list");
+        assert_eq!(pt.mirrors["quay.io"].url, "https://quay.io");
+        assert_eq!(pt.mirrors["docker.io"].url, "http://127.0.0.1:1");
+        assert!(pt.mirrors["docker.io"].credentials.is_none());
+        assert_eq!(pt.cert_dir.as_deref(), Some(Path::new("/etc/kiln/certs")));
+        assert_eq!(pt.spool, Path::new("/r/ingest"));
+        let e = settings("root = \"/r\"", &["--speculative-build", "b"]).unwrap_err();
+        assert!(e.to_string().contains("--upstream"), "{e}");
+        assert!(settings("root = \"/r\"", &["--upstream", "ftp://x"]).is_err());
+        let e = settings(
+            "root = \"/r\"\n[pull-through]\nupstream = \"x:1\"\n[pull-through.credentials.\"x:1\"]\nusername = \"u\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("password-file"), "{e}");
+    }
 }
