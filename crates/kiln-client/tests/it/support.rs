@@ -50,6 +50,13 @@ pub async fn kiln_serve() -> KilnServe {
     }
 }
 
+impl KilnServe {
+    /// The registry's storage root.
+    pub fn root(&self) -> &Path {
+        self._root.path()
+    }
+}
+
 impl Drop for KilnServe {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

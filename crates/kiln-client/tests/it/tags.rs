@@ -29,8 +29,18 @@ async fn promote_moves_no_blob_and_deletes_only_the_temporary_tag_kiln_serve() {
     );
     counted.clear();
 
+    // The repository's manifest link is the same file afterwards: promote writes only the new tags.
+    let link = registry
+        .root()
+        .join("repositories/p/bb/_manifests/sha256")
+        .join(descriptor.digest.hex());
+    let inode =
+        |path: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&fs_err::metadata(path).unwrap());
+    let before = inode(&link);
+
     let tags = vec!["1.0".to_owned(), "latest".to_owned()];
     let manifest = client.promote(&temporary, &tags).await.unwrap();
+    assert_eq!(inode(&link), before, "the manifest link was rewritten");
     assert_eq!(manifest.digest, descriptor.digest);
     let requests = counted.requests();
     assert!(blob_requests(&requests).is_empty(), "{requests:#?}");

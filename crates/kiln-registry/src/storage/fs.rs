@@ -73,6 +73,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// [`write_atomic`] unless `path` already holds exactly `bytes` (it was written, and synced, before):
+/// retagging a manifest (`kiln tag`, `kiln promote`) then costs the new tag's fsyncs only, not the
+/// manifest link's again.
+fn write_atomic_if_changed(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    match not_found(fs_err::read(path))? {
+        Some(existing) if existing == bytes => Ok(()),
+        _ => write_atomic(path, bytes),
+    }
+}
+
 fn remove_if_present(path: &Path) -> io::Result<bool> {
     Ok(not_found(fs_err::remove_file(path))?.is_some())
 }
@@ -432,16 +442,16 @@ impl Storage for FsStorage {
             &manifest.bytes,
             Some(&manifest.digest),
         )?;
-        write_atomic(
+        write_atomic_if_changed(
             &self.manifest_link(repo, &manifest.digest),
             manifest.media_type.as_bytes(),
         )?;
         if let Some(subject) = subject {
             let name = format!("{}-{}", manifest.digest.algorithm(), manifest.digest.hex());
-            write_atomic(&self.referrer_dir(repo, subject).join(name), b"")?;
+            write_atomic_if_changed(&self.referrer_dir(repo, subject).join(name), b"")?;
         }
         for tag in tags {
-            write_atomic(
+            write_atomic_if_changed(
                 &self.tag_file(repo, tag),
                 format!("{}\n", manifest.digest).as_bytes(),
             )?;
