@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Push/pull benchmark (issue 6, "Performance"): `kiln push`/`kiln pull` of one image vs `skopeo copy` of
 # the same blobs, to kiln's registry (`kiln serve`) and to Debian's docker-registry (distribution 2.8),
-# side by side in one run; then retagging (`kiln tag` vs `skopeo copy` tag to tag in one repository).
+# side by side in one run; then retagging (`kiln tag` vs `skopeo copy` tag to tag in one repository) and, on
+# kiln serve, `kiln promote` (new tag, temporary tag deleted) vs the same skopeo copy.
 #
 #   bench/push-pull.sh                 # a ~200 MB single-layer image (random bytes, zstd), 3 reps
 #   bench/push-pull.sh --mb 1000 --reps 5
@@ -133,6 +134,14 @@ for registry in "kiln serve:127.0.0.1:$KPORT" "docker-registry:127.0.0.1:$DPORT"
                     --dest-tls-verify=false "docker://$s" "docker://${s%:1}:final$rep")"
             fi
         done
+        # promote: the gate's temporary tag to its final tag, then the temporary tag deleted (kiln serve
+        # only: distribution 2.8 cannot delete a tag alone). skopeo's figure is a copy of the same tag.
+        if [ "$name" = "kiln serve" ]; then
+            "$KILN" -q tag "$k" "change_${rep}_1" >/dev/null
+            record "$name promote kiln" "$(timed "$KILN" -q promote "${k%:1}:change_${rep}_1" "release$rep")"
+            record "$name promote skopeo" "$(timed "${SKOPEO[@]}" copy -q --preserve-digests --src-tls-verify=false \
+                --dest-tls-verify=false "docker://$s" "docker://${s%:1}:release$rep")"
+        fi
     done
 done
 rm -rf "$WORK/pulled"
@@ -140,7 +149,9 @@ rm -rf "$WORK/pulled"
 printf '\n%s MB image, median of %s (wall seconds)\n\n' "$MB" "$REPS"
 printf '| registry | operation | kiln | skopeo | skopeo / kiln |\n|---|---|---:|---:|---:|\n'
 for name in "kiln serve" "docker-registry"; do
-    for op in push pull tag; do
+    ops="push pull tag"
+    [ "$name" = "kiln serve" ] && ops="$ops promote"
+    for op in $ops; do
         kv="$(echo "${T["$name $op kiln"]}" | tr ' ' '\n' | grep . | median)"
         sv="$(echo "${T["$name $op skopeo"]}" | tr ' ' '\n' | grep . | median)"
         ratio="$(awk -v k="$kv" -v s="$sv" 'BEGIN { printf "%.2f×", s / k }')"

@@ -1,5 +1,5 @@
-//! tag and promote move no blob (counted at a proxy in front of kiln's registry, and in docker-registry's
-//! access log); promote deletes the temporary tag only; untag sweeps old tags by the config's `created`.
+//! tag and promote move no blob (counted at a proxy in front of kiln's registry and in its /metrics, and in
+//! docker-registry's access log); promote deletes the temporary tag only; untag sweeps old tags by the config's `created`.
 
 use kiln_client::{ClientError, Reference};
 
@@ -7,6 +7,28 @@ use crate::support::{Distribution, ProxyMode, busybox_store, client, kiln_serve,
 
 fn blob_requests(requests: &[String]) -> Vec<&String> {
     requests.iter().filter(|r| r.contains("/blobs/")).collect()
+}
+
+/// What kiln serve's `/metrics` says about blob traffic: bytes written by uploads, bytes served by blob
+/// GETs, and requests to blob and upload routes.
+async fn blob_traffic(registry: std::net::SocketAddr) -> [u64; 3] {
+    let text = reqwest::get(format!("http://{registry}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum = |wanted: &dyn Fn(&str) -> bool| -> u64 {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && wanted(l))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    [
+        sum(&|l| l.starts_with("kiln_registry_blob_written_bytes_total")),
+        sum(&|l| l.starts_with("kiln_registry_blob_served_bytes_total")),
+        sum(&|l| l.starts_with("kiln_registry_requests_total{") && l.contains("/blobs/")),
+    ]
 }
 
 #[tokio::test]
@@ -28,6 +50,11 @@ async fn promote_moves_no_blob_and_deletes_only_the_temporary_tag_kiln_serve() {
         "the proxy sees blob traffic"
     );
     counted.clear();
+    let before_promote = blob_traffic(registry.addr).await;
+    assert!(
+        before_promote[0] > 0,
+        "the push shows in /metrics: {before_promote:?}"
+    );
 
     // The repository's manifest link is the same file afterwards: promote writes only the new tags.
     let link = registry
@@ -41,6 +68,8 @@ async fn promote_moves_no_blob_and_deletes_only_the_temporary_tag_kiln_serve() {
     let tags = vec!["1.0".to_owned(), "latest".to_owned()];
     let manifest = client.promote(&temporary, &tags).await.unwrap();
     assert_eq!(inode(&link), before, "the manifest link was rewritten");
+    // Zero blob bytes, as the registry itself counts them.
+    assert_eq!(blob_traffic(registry.addr).await, before_promote);
     assert_eq!(manifest.digest, descriptor.digest);
     let requests = counted.requests();
     assert!(blob_requests(&requests).is_empty(), "{requests:#?}");
