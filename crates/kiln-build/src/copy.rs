@@ -51,30 +51,30 @@ pub struct CopyParams {
 
 /// One thing to write into the image.
 #[derive(Debug, Clone)]
-struct Item {
+pub(crate) struct Item {
     /// Path relative to the image root.
-    target: String,
-    kind: ItemKind,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
+    pub(crate) target: String,
+    pub(crate) kind: ItemKind,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) mtime: i64,
     /// An existing folder at `target` takes this item's owner and mode (folders below the
     /// destination); the destination folder itself keeps its own.
-    overwrite: bool,
+    pub(crate) overwrite: bool,
     /// Device and inode of a source file with several links, to keep hard links together.
-    inode: Option<(u64, u64)>,
+    pub(crate) inode: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
-enum ItemKind {
+pub(crate) enum ItemKind {
     Dir,
     File(FileFrom),
     Symlink(String),
 }
 
 #[derive(Debug, Clone)]
-enum FileFrom {
+pub(crate) enum FileFrom {
     Path(PathBuf),
     Bytes(std::sync::Arc<Vec<u8>>),
 }
@@ -123,6 +123,29 @@ pub fn copy(
     names: &[String],
     params: &CopyParams,
 ) -> Result<usize, String> {
+    let items = plan(root, sources, names, params)?;
+    write(root, &items, params)?;
+    Ok(items.len())
+}
+
+/// Writes planned items into `root`.
+pub(crate) fn write(root: &Root, items: &[Item], params: &CopyParams) -> Result<(), String> {
+    let parent_owner = params.owner.unwrap_or((0, 0));
+    let mut links = HashMap::new();
+    for item in items {
+        write_item(root, item, parent_owner, &mut links)?;
+    }
+    Ok(())
+}
+
+/// What a COPY writes, in order (a later item over an earlier one wins), with Docker's rules applied;
+/// `root` is only read (to tell whether the destination is an existing folder).
+pub(crate) fn plan(
+    root: &Root,
+    sources: &Sources<'_>,
+    names: &[String],
+    params: &CopyParams,
+) -> Result<Vec<Item>, String> {
     let matchers = params
         .exclude
         .iter()
@@ -175,12 +198,7 @@ pub fn copy(
             items.push(single_item(sources, &source.real, target_base, params)?);
         }
     }
-    let parent_owner = params.owner.unwrap_or((0, 0));
-    let mut links = HashMap::new();
-    for item in &items {
-        write_item(root, item, parent_owner, &mut links)?;
-    }
-    Ok(items.len())
+    Ok(items)
 }
 
 /// The destination folder of a copied folder: made like the folders on the way (0755, `--chmod`

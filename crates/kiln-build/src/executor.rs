@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use kiln_dockerfile::{Base, BuildDescription, EvalOptions, Source, Stage, Step, StepArgs};
-use kiln_oci::compress::Compression;
+use kiln_oci::compress::{Compression, LayerWriter};
 use kiln_oci::manifest::Descriptor;
 use kiln_oci::{Digest, ImageStore};
 use kiln_rootfs::root::Root;
+use kiln_rootfs::tree::Tree;
 use kiln_runtime::{OutputSink, Runtime, Stream};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -46,6 +47,9 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// Whether `RUN --security=insecure` may run with every capability (`--allow security.insecure`).
     pub allow_insecure: bool,
+    /// Whether a plain COPY from the context into new paths writes its layer straight from the
+    /// context (the same bytes as going through the overlay; off only to compare the two).
+    pub direct_copy: bool,
 }
 
 impl Default for BuildOptions {
@@ -61,6 +65,7 @@ impl Default for BuildOptions {
             file_label: "Dockerfile".to_owned(),
             secrets: BTreeMap::new(),
             allow_insecure: false,
+            direct_copy: true,
         }
     }
 }
@@ -545,7 +550,8 @@ impl Run<'_> {
                         .and_then(|u| crate::copy::owner(root, u).ok())
                         .unwrap_or((0, 0));
                     root.mkdir_all(Path::new(path.trim_start_matches('/')), 0o755, uid, gid)
-                        .map_err(|e| BuildError::step(&at, e.to_string()))
+                        .map_err(|e| BuildError::step(&at, e.to_string()))?;
+                    Ok(None)
                 });
             }
             (StepArgs::Copy { .. }, _) | (StepArgs::Run { .. }, _) => {
@@ -585,7 +591,7 @@ impl Run<'_> {
         state: &mut StageState,
         description: Value,
         created_by: String,
-        action: impl FnOnce(&Self, &Root, &Path) -> Result<(), BuildError>,
+        action: impl FnOnce(&Self, &Root, &Path) -> Result<Option<Tree>, BuildError>,
     ) -> Result<(), BuildError> {
         let key = state.key.then(description.to_string().as_bytes());
         let blobs = self.builder.store.blobs();
@@ -606,14 +612,20 @@ impl Run<'_> {
                 let snapshot = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
                 let root = Root::open(snapshot.merged()).map_err(|e| BuildError::io(snapshot.merged(), e))?;
                 let merged = snapshot.merged().to_owned();
-                action(self, &root, &merged)?;
+                let described = action(self, &root, &merged)?;
                 drop(root);
-                let layer = snapshot.commit(
-                    blobs,
-                    self.options.compression,
-                    self.options.source_date_epoch,
-                    &self.layer_dirs,
-                )?;
+                let layer = match described {
+                    Some(tree) => {
+                        drop(snapshot);
+                        self.store_tree(&tree)?
+                    }
+                    None => snapshot.commit(
+                        blobs,
+                        self.options.compression,
+                        self.options.source_date_epoch,
+                        &self.layer_dirs,
+                    )?,
+                };
                 self.cache.put(&key, &CachedStep { layer: layer.clone() })?;
                 self.executed.fetch_add(1, Ordering::Relaxed);
                 self.builder.events.step(stage, at, StepStatus::Done);
@@ -629,6 +641,25 @@ impl Run<'_> {
         }
         state.key = key;
         Ok(())
+    }
+
+    /// Writes a described layer into the store (`None` for an empty tree). Its folder is unpacked from
+    /// the blob only if a later step needs it.
+    fn store_tree(&self, tree: &Tree) -> Result<Option<LayerRecord>, BuildError> {
+        if tree.is_empty() {
+            return Ok(None);
+        }
+        let mut writer = LayerWriter::new(self.builder.store.blobs(), self.options.compression)?;
+        let options = kiln_rootfs::capture::CaptureOptions {
+            source_date_epoch: Some(self.options.source_date_epoch),
+        };
+        kiln_rootfs::tree::write_tree(tree, &mut writer, &options)
+            .map_err(|e| BuildError::io(&self.builder.state, format!("cannot write the layer: {e}")))?;
+        let stored = writer.finish()?;
+        Ok(Some(LayerRecord {
+            blob: stored.descriptor,
+            diff_id: stored.diff_id,
+        }))
     }
 
     /// The unpacked folders of `layers`, top-most first.
@@ -769,7 +800,7 @@ impl Run<'_> {
         merged: &Path,
         user: Option<&str>,
         workdir: Option<&str>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<Option<Tree>, BuildError> {
         let workdir = workdir.unwrap_or("/").to_owned();
         match &step.args {
             StepArgs::Copy {
@@ -818,13 +849,29 @@ impl Run<'_> {
                     sources = self.add_archives(root, &sources, &params, *unpack, at)?;
                 }
                 if sources.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let sources = &sources;
                 match from {
                     None => {
-                        crate::copy::copy(root, &Sources::Context(self.context), sources, &params)
+                        let context = Sources::Context(self.context);
+                        let items = crate::copy::plan(root, &context, sources, &params)
                             .map_err(|m| BuildError::step(at, m))?;
+                        // Heredoc files and extracted archives are already in the overlay.
+                        if step.keyword == "COPY"
+                            && heredocs.is_empty()
+                            && self.options.direct_copy
+                            && let Some(tree) = crate::copy_layer::describe(
+                                root,
+                                merged,
+                                &items,
+                                params.owner.unwrap_or((0, 0)),
+                                self.options.source_date_epoch,
+                            )
+                        {
+                            return Ok(Some(tree));
+                        }
+                        crate::copy::write(root, &items, &params).map_err(|m| BuildError::step(at, m))?;
                     }
                     Some(source) => {
                         let layers = self.source_layers(source, at)?;
@@ -834,7 +881,7 @@ impl Run<'_> {
                             .map_err(|m| BuildError::step(at, m))?;
                     }
                 }
-                Ok(())
+                Ok(None)
             }
             StepArgs::Run {
                 argv,
@@ -903,9 +950,9 @@ impl Run<'_> {
                 if code != 0 {
                     return Err(BuildError::RunFailed { at: at.clone(), code });
                 }
-                Ok(())
+                Ok(None)
             }
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 

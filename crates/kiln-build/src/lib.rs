@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod copy;
+mod copy_layer;
 mod error;
 mod executor;
 pub mod layers;

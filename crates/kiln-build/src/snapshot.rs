@@ -40,7 +40,9 @@ impl Snapshot {
         for dir in [&upper, &work, &merged] {
             fs_err::create_dir(dir).map_err(|e| BuildError::io(dir, e))?;
         }
-        let mount = OverlayMount::mount(lowers, &upper, &work, &merged)
+        // The upper folder is either captured into a fsynced blob and then kept only as an unpacked
+        // cache (see `LayerDirs`), or thrown away: no reason to sync the disk on unmount.
+        let mount = OverlayMount::mount_volatile(lowers, &upper, &work, &merged)
             .map_err(|e| BuildError::io(&merged, format!("cannot mount the step's overlay: {e}")))?;
         Ok(Snapshot {
             tmp,

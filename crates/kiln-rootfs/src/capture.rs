@@ -38,7 +38,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use crate::error::RootfsError;
 use crate::sys;
 
-const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 const NAME_LEN: usize = 100;
 const COPY_BUFFER: usize = 1 << 20;
 
@@ -86,17 +86,17 @@ pub fn capture_layer(
 }
 
 /// One tar entry's header fields.
-struct Header<'a> {
-    name: &'a [u8],
-    kind: u8,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    mtime: i64,
-    link: &'a [u8],
-    dev: (u32, u32),
-    xattrs: &'a [(Vec<u8>, Vec<u8>)],
+pub(crate) struct Header<'a> {
+    pub(crate) name: &'a [u8],
+    pub(crate) kind: u8,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) size: u64,
+    pub(crate) mtime: i64,
+    pub(crate) link: &'a [u8],
+    pub(crate) dev: (u32, u32),
+    pub(crate) xattrs: &'a [(Vec<u8>, Vec<u8>)],
 }
 
 impl<'a> Header<'a> {
@@ -127,7 +127,7 @@ struct Capture<'p, W> {
     buffer: Vec<u8>,
 }
 
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     let mut path = Vec::with_capacity(prefix.len() + name.len() + 1);
     path.extend_from_slice(prefix);
     path.extend_from_slice(name);
@@ -210,7 +210,7 @@ struct Fits {
 }
 
 /// The header blocks of one entry: a PAX header and its records when needed, then the ustar block.
-fn header_blocks(h: &Header<'_>) -> Vec<u8> {
+pub(crate) fn header_blocks(h: &Header<'_>) -> Vec<u8> {
     let short_name = h.name.len() <= NAME_LEN;
     let short_link = h.link.len() <= NAME_LEN;
     let mut fits = Fits::default();

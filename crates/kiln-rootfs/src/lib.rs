@@ -5,6 +5,7 @@ pub mod error;
 pub mod overlay;
 pub mod root;
 mod sys;
+pub mod tree;
 pub mod unpack;
 pub mod users;
 
@@ -12,5 +13,5 @@ pub use capture::{CaptureOptions, CaptureStats, capture_layer};
 pub use error::RootfsError;
 pub use overlay::OverlayMount;
 pub use root::Root;
-pub use unpack::{UnpackLimits, UnpackStats, unpack_layer};
+pub use unpack::{Durability, UnpackLimits, UnpackStats, unpack_layer, unpack_layer_with};
 pub use users::Ids;

@@ -7,6 +7,11 @@
 //! Options: `redirect_dir=off,metacopy=off,index=off,xino=off`, no `userxattr` (kiln runs as real
 //! root and overlay metadata lives in `trusted.overlay.*`). So a renamed directory in the upper is
 //! a full copy, and a captured upper never needs redirects or metacopy files (capture refuses them).
+//!
+//! [`OverlayMount::mount_volatile`] adds `volatile`: overlayfs then neither passes fsyncs to the upper
+//! filesystem nor syncs it on unmount. A plain unmount syncs the *whole* upper filesystem, other
+//! processes' dirty pages included (seconds on a busy CI disk), for an upper folder the builder
+//! captures into a fsynced blob anyway.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -81,6 +86,28 @@ impl OverlayMount {
     /// directory `work` (same filesystem as `upper`, empty) on the existing directory `merged`.
     /// With no lowers (`FROM scratch`) an empty temporary directory is the only lower.
     pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<Self, RootfsError> {
+        Self::mount_with(lowers, upper, work, merged, false)
+    }
+
+    /// [`OverlayMount::mount`] with the `volatile` option, for an upper folder whose durability the
+    /// caller handles itself (or does not need). The work directory cannot be used for another mount
+    /// afterwards. Kernels without `volatile` (before 5.10) get a plain mount.
+    pub fn mount_volatile(
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        merged: &Path,
+    ) -> Result<Self, RootfsError> {
+        Self::mount_with(lowers, upper, work, merged, true)
+    }
+
+    fn mount_with(
+        lowers: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        merged: &Path,
+        volatile: bool,
+    ) -> Result<Self, RootfsError> {
         let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
             .map_err(mount_err(merged, "fsopen overlay"))?;
         let with_log = |step: String| {
@@ -117,6 +144,10 @@ impl OverlayMount {
         for (key, value) in OPTIONS {
             rustix::mount::fsconfig_set_string(&fs, key, value)
                 .map_err(with_log(format!("{key}={value}")))?;
+        }
+        if volatile {
+            // Refused only by kernels that do not know the option: a plain mount is still correct.
+            let _ = rustix::mount::fsconfig_set_flag(&fs, "volatile");
         }
         rustix::mount::fsconfig_create(&fs).map_err(with_log("creating the filesystem".into()))?;
         let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())

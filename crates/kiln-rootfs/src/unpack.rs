@@ -8,9 +8,9 @@
 //! headers (PAX, GNU long names), which are parsed here rather than by the `tar` crate so their size
 //! is checked before they are read.
 //!
-//! Everything is written into a temporary sibling of `dest` that is synced (`syncfs`) and renamed
-//! to `dest` (without replacing anything) only when the whole layer went in; on error the
-//! temporary is removed.
+//! Everything is written into a temporary sibling of `dest` that is synced (`syncfs`, unless the
+//! caller asks for [`Durability::UntilReboot`]) and renamed to `dest` (without replacing anything)
+//! only when the whole layer went in; on error the temporary is removed.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -57,6 +57,20 @@ impl Default for UnpackLimits {
     }
 }
 
+/// How durable an unpacked layer must be once [`unpack_layer_with`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Synced (`syncfs`) before it is renamed into place: a power loss never leaves truncated files
+    /// under `dest`.
+    #[default]
+    Synced,
+    /// Left to the page cache: complete for every process until the machine goes down, possibly
+    /// truncated after a crash of the kernel. For callers that can throw the folder away after a
+    /// reboot (an unpacked cache of a verified blob); `syncfs` syncs the whole filesystem, other
+    /// processes' dirty data included, and took seconds on a busy CI disk.
+    UntilReboot,
+}
+
 /// What an unpack wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnpackStats {
@@ -74,6 +88,16 @@ pub struct UnpackStats {
 /// their contents. Of duplicate entries the later wins, as in docker (a directory over a directory
 /// keeps the contents and takes the new metadata). GNU sparse files are refused.
 pub fn unpack_layer(tar: impl Read, dest: &Path, limits: &UnpackLimits) -> Result<UnpackStats, RootfsError> {
+    unpack_layer_with(tar, dest, limits, Durability::Synced)
+}
+
+/// [`unpack_layer`] with the durability of the result chosen by the caller.
+pub fn unpack_layer_with(
+    tar: impl Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+    durability: Durability,
+) -> Result<UnpackStats, RootfsError> {
     match std::fs::symlink_metadata(dest) {
         Ok(_) => return Err(RootfsError::DestinationExists(dest.to_path_buf())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -107,8 +131,10 @@ pub fn unpack_layer(tar: impl Read, dest: &Path, limits: &UnpackLimits) -> Resul
     };
     unpacker.run(tar)?;
     unpacker.finish()?;
-    // Durable before visible: a power loss after the rename must not leave truncated files.
-    rustix::fs::syncfs(&unpacker.root).map_err(|e| io_at(temp.path())(e.into()))?;
+    if durability == Durability::Synced {
+        // Durable before visible: a power loss after the rename must not leave truncated files.
+        rustix::fs::syncfs(&unpacker.root).map_err(|e| io_at(temp.path())(e.into()))?;
+    }
     let stats = unpacker.stats;
     drop(unpacker);
     let dir_fd = sys::open_dir(rustix::fs::CWD, parent).map_err(|e| io_at(parent)(e.into()))?;

@@ -67,6 +67,7 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
         file_label,
         secrets: parse_secrets(&args.secrets)?,
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        direct_copy: true,
     })
 }
 
