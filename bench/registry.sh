@@ -4,7 +4,8 @@
 #   1. blobs of 1, 10 and 100 MiB pushed monolithically and chunked, pulled whole and in Range requests
 #      (kiln-regbench blobs: one reqwest client, the registries taking turns);
 #   2. a 200 MiB image (4 random-content layers in an OCI layout) pushed and pulled with `skopeo copy`;
-#   3. a mixed load, 75 % pulls / 25 % pushes at concurrency 10 for a fixed time, with throughput,
+#   3. a mixed load, 75 % pulls / 25 % pushes at concurrency 10 for a fixed time (1 MiB blobs, then 10 MiB
+#      blobs; --mixed-sizes-kib "1024;10240", runs separated by ";", sizes within a run by ","), with throughput,
 #      p50/p99 latency and the server's peak RSS (VmHWM, reset before the load).
 #
 #   bench/registry.sh                             # the full run (about 10 minutes)
@@ -24,7 +25,7 @@ CHUNK_MIB=5
 SKOPEO_REPS=3
 IMAGE_MIB=200
 MIXED_SECONDS=30
-MIXED_SIZES_KIB=1024
+MIXED_SIZES_KIB="1024;10240"
 ONLY=blobs,skopeo,mixed
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -20,6 +20,9 @@ pub struct Registry {
 
 /// One HTTP client for every registry and task (connections are pooled per host).
 pub fn http_client(pool: usize) -> Result<reqwest::Client> {
+    // Built in one go with kiln, reqwest has kiln-client's `rustls-no-provider`: give it one (plain HTTP
+    // needs none, but the builder insists).
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(pool)
