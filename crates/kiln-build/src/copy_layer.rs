@@ -280,14 +280,8 @@ mod tests {
         BuildContext::from_dir(&ctx, None).unwrap()
     }
 
-    /// The layer of the copy through an overlay, as a step makes it (copy, unmount, prune, capture).
-    fn through_overlay(
-        dir: &Path,
-        image: &Path,
-        ctx: &BuildContext,
-        names: &[&str],
-        params: &CopyParams,
-    ) -> Vec<u8> {
+    /// A step's overlay on `image`: its folder (removed on drop), upper folder, mount point and mount.
+    fn step_overlay(dir: &Path, image: &Path) -> (tempfile::TempDir, PathBuf, PathBuf, OverlayMount) {
         let step = tempfile::tempdir_in(dir).unwrap();
         let (upper, work, merged) = (
             step.path().join("u"),
@@ -298,6 +292,18 @@ mod tests {
             fs_err::create_dir(d).unwrap();
         }
         let mount = OverlayMount::mount(&[image.to_path_buf()], &upper, &work, &merged).unwrap();
+        (step, upper, merged, mount)
+    }
+
+    /// The layer of the copy through an overlay, as a step makes it (copy, unmount, prune, capture).
+    fn through_overlay(
+        dir: &Path,
+        image: &Path,
+        ctx: &BuildContext,
+        names: &[&str],
+        params: &CopyParams,
+    ) -> Vec<u8> {
+        let (_step, upper, merged, mount) = step_overlay(dir, image);
         let root = Root::open(&merged).unwrap();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         crate::copy::copy(&root, &Sources::Context(ctx), &names, params).unwrap();
@@ -320,16 +326,7 @@ mod tests {
         names: &[&str],
         params: &CopyParams,
     ) -> Option<Vec<u8>> {
-        let step = tempfile::tempdir_in(dir).unwrap();
-        let (upper, work, merged) = (
-            step.path().join("u"),
-            step.path().join("w"),
-            step.path().join("m"),
-        );
-        for d in [&upper, &work, &merged] {
-            fs_err::create_dir(d).unwrap();
-        }
-        let _mount = OverlayMount::mount(&[image.to_path_buf()], &upper, &work, &merged).unwrap();
+        let (_step, _upper, merged, _mount) = step_overlay(dir, image);
         let root = Root::open(&merged).unwrap();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let items = crate::copy::plan(&root, &Sources::Context(ctx), &names, params).unwrap();

@@ -436,44 +436,53 @@ impl<W: Write> Capture<'_, W> {
         )
         .map_err(self.read_err(rel))?;
         let mut file = std::fs::File::from(fd);
-        let mut left = size;
-        let mut buffer = std::mem::take(&mut self.buffer);
-        let result = (|| {
-            while left > 0 {
-                let want = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
-                let n = file.read(&mut buffer[..want]).map_err(|source| RootfsError::Io {
-                    path: self.host_path(rel),
-                    source,
-                })?;
-                if n == 0 {
-                    return Err(self.changed(rel));
-                }
-                self.emit(&buffer[..n], rel)?;
-                left -= n as u64;
-            }
-            match file.read(&mut buffer[..1]) {
-                Ok(0) => Ok(()),
-                Ok(_) => Err(self.changed(rel)),
-                Err(source) => Err(RootfsError::Io {
-                    path: self.host_path(rel),
-                    source,
-                }),
-            }
-        })();
-        self.buffer = buffer;
-        result?;
-        let pad = (BLOCK - (size % BLOCK as u64) as usize) % BLOCK;
-        self.emit(&[0u8; BLOCK][..pad], rel)?;
+        let path = self.host_path(rel);
+        let written = file_content(&mut file, size, &mut self.out, &mut self.buffer, &path, rel)?;
+        self.stats.tar_bytes += written;
         self.stats.bytes += size;
         Ok(())
     }
+}
 
-    fn changed(&self, rel: &[u8]) -> RootfsError {
-        RootfsError::Capture {
-            path: self.host_path(rel),
-            reason: "the file changed size while it was being captured".into(),
+/// Streams exactly `size` bytes of `file` (at host `path`) to `out` as the content of the tar entry
+/// `entry`, then the zero padding to a whole block; returns the bytes written. A file that changes size
+/// while it is read is an error: the layer would not match its header.
+pub(crate) fn file_content(
+    file: &mut std::fs::File,
+    size: u64,
+    out: &mut impl Write,
+    buffer: &mut [u8],
+    path: &Path,
+    entry: &[u8],
+) -> Result<u64, RootfsError> {
+    let read_err = |source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let write_err = |source| RootfsError::Write {
+        path: as_path(entry),
+        source,
+    };
+    let changed = || RootfsError::Capture {
+        path: path.to_path_buf(),
+        reason: "the file changed size while it was being read".into(),
+    };
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
+        let n = file.read(&mut buffer[..want]).map_err(read_err)?;
+        if n == 0 {
+            return Err(changed());
         }
+        out.write_all(&buffer[..n]).map_err(write_err)?;
+        left -= n as u64;
     }
+    if file.read(&mut buffer[..1]).map_err(read_err)? != 0 {
+        return Err(changed());
+    }
+    let pad = (BLOCK - (size % BLOCK as u64) as usize) % BLOCK;
+    out.write_all(&[0u8; BLOCK][..pad]).map_err(write_err)?;
+    Ok(size + pad as u64)
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@
 //! on the way to an entry must be an entry itself, as it would be in an overlay upper folder.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::capture::{BLOCK, CaptureOptions, CaptureStats, Header, header_blocks, join};
+use crate::capture::{BLOCK, CaptureOptions, CaptureStats, Header, file_content, header_blocks, join};
 use crate::error::{RootfsError, io_at};
 
 /// What an entry is.
@@ -108,26 +108,16 @@ pub fn write_tree(
         stats.entries += 1;
         match (&entry.kind, file) {
             (_, Some((path, mut opened))) => {
-                let mut left = h.size;
-                while left > 0 {
-                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
-                    let n = opened.read(&mut buffer[..want]).map_err(io_at(path))?;
-                    if n == 0 {
-                        return Err(changed(path));
-                    }
-                    out.write_all(&buffer[..n]).map_err(write_err(&name))?;
-                    left -= n as u64;
-                }
-                if opened.read(&mut buffer[..1]).map_err(io_at(path))? != 0 {
-                    return Err(changed(path));
-                }
+                stats.tar_bytes += file_content(&mut opened, h.size, &mut out, &mut buffer, path, &name)?;
             }
-            (TreeKind::Bytes(bytes), None) => out.write_all(bytes).map_err(write_err(&name))?,
+            (TreeKind::Bytes(bytes), None) => {
+                out.write_all(bytes).map_err(write_err(&name))?;
+                let pad = (BLOCK - (h.size % BLOCK as u64) as usize) % BLOCK;
+                out.write_all(&[0u8; BLOCK][..pad]).map_err(write_err(&name))?;
+                stats.tar_bytes += h.size + pad as u64;
+            }
             _ => continue,
         }
-        let pad = (BLOCK - (h.size % BLOCK as u64) as usize) % BLOCK;
-        out.write_all(&[0u8; BLOCK][..pad]).map_err(write_err(&name))?;
-        stats.tar_bytes += h.size + pad as u64;
         stats.bytes += h.size;
     }
     out.write_all(&[0u8; 2 * BLOCK])
@@ -137,11 +127,4 @@ pub fn write_tree(
         })?;
     stats.tar_bytes += 2 * BLOCK as u64;
     Ok(stats)
-}
-
-fn changed(path: &Path) -> RootfsError {
-    RootfsError::Capture {
-        path: path.to_path_buf(),
-        reason: "the file changed size while it was being read".into(),
-    }
 }
