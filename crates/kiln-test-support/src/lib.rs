@@ -80,10 +80,15 @@ pub fn podman_env(dir: &Path, cmd: &mut Command) {
         ),
     )
     .expect("write storage.conf");
+    // tmp_dir is podman's own too: the default /run/libpod is shared by every podman on the host, and
+    // one test's `podman system reset` removes it under another test's running podman.
     fs_err::write(
         conf.join("containers.conf"),
-        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-         [engine]\nruntime = \"runc\"\n",
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+             [engine]\nruntime = \"runc\"\ntmp_dir = \"{}/tmp\"\n",
+            conf.display()
+        ),
     )
     .expect("write containers.conf");
     cmd.env("CONTAINERS_STORAGE_CONF", conf.join("storage.conf"))
