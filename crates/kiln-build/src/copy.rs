@@ -128,6 +128,48 @@ pub fn copy(
     Ok(items.len())
 }
 
+/// Writes a file ADD downloaded from `url`: to `DEST/<name>` when the destination is a folder (ends with
+/// `/`, exists as one, or there are several sources), else to `DEST`; mode 0600 unless `--chmod`, owned
+/// by root or `--chown`, with the download's mtime.
+pub(crate) fn write_download(
+    root: &Root,
+    download: &crate::remote::Download,
+    url: &str,
+    several_sources: bool,
+    params: &CopyParams,
+) -> Result<(), String> {
+    let dest_abs = if params.dest.starts_with('/') {
+        params.dest.clone()
+    } else {
+        format!("{}/{}", params.workdir.trim_end_matches('/'), params.dest)
+    };
+    let dest = clean(&dest_abs);
+    let into_dir = params.dest.ends_with('/')
+        || several_sources
+        || root.resolve(Path::new(&dest)).is_ok_and(|p| p.is_dir());
+    let target = if into_dir {
+        let name = download
+            .name
+            .as_deref()
+            .ok_or_else(|| format!("{url}: the URL names no file; give ADD a destination file name"))?;
+        join(&dest, name)
+    } else {
+        dest
+    };
+    let (uid, gid) = params.owner.unwrap_or((0, 0));
+    let item = Item {
+        target,
+        kind: ItemKind::File(FileFrom::Path(download.path.clone())),
+        mode: params.chmod.unwrap_or(0o600),
+        uid,
+        gid,
+        mtime: download.mtime,
+        overwrite: true,
+        inode: None,
+    };
+    write(root, &[item], params)
+}
+
 /// Writes planned items into `root`.
 pub(crate) fn write(root: &Root, items: &[Item], params: &CopyParams) -> Result<(), String> {
     let parent_owner = params.owner.unwrap_or((0, 0));

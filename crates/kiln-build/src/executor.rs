@@ -22,6 +22,7 @@ use crate::context::{BuildContext, Content, EntryKind};
 use crate::copy::{CopyParams, Sources};
 use crate::error::{BuildError, StepAt};
 use crate::layers::LayerDirs;
+use crate::remote::{Downloads, is_git, is_url};
 use crate::snapshot::Snapshot;
 
 /// How to build.
@@ -166,6 +167,7 @@ struct Run<'b> {
     cached: AtomicUsize,
     scratch: tempfile::TempDir,
     context_dir: std::sync::OnceLock<PathBuf>,
+    downloads: Downloads,
 }
 
 /// What the Dockerfile evaluator needs from the build options (base configs are added by the build).
@@ -244,6 +246,7 @@ impl<'a> Builder<'a> {
             stat_cache: kiln_tree::StatCache::load(&self.state.join("stat-cache")),
             executed: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
+            downloads: Downloads::new(scratch.path().join("downloads")),
             scratch,
             context_dir: std::sync::OnceLock::new(),
         };
@@ -695,11 +698,32 @@ impl Run<'_> {
     fn inputs_digest(&self, step: &Step, at: &StepAt) -> Result<String, BuildError> {
         let mut h = Sha256::new();
         match &step.args {
-            StepArgs::Copy { sources, from, .. } => match from {
+            StepArgs::Copy {
+                sources,
+                from,
+                checksum,
+                ..
+            } => match from {
                 None => {
                     for source in sources {
                         if step.keyword == "ADD" {
                             refuse_url(source, at)?;
+                            if checksum.is_some() && !is_url(source) {
+                                return Err(BuildError::step(
+                                    at,
+                                    format!("ADD --checksum applies to http(s) URLs only, not to `{source}`"),
+                                ));
+                            }
+                            if is_url(source) {
+                                let download = self
+                                    .downloads
+                                    .get(source, checksum.as_deref())
+                                    .map_err(|m| BuildError::step(at, m))?;
+                                h.update(b"url\0");
+                                h.update(source.as_bytes());
+                                h.update(download.sha256.as_bytes());
+                                continue;
+                            }
                         }
                         let names = self.context.select(source).map_err(|m| BuildError::step(at, m))?;
                         for name in names {
@@ -813,6 +837,7 @@ impl Run<'_> {
                 parents,
                 exclude,
                 unpack,
+                checksum,
                 ..
             } => {
                 let owner = match chown {
@@ -846,7 +871,7 @@ impl Run<'_> {
                 }
                 let mut sources = sources.clone();
                 if step.keyword == "ADD" && from.is_none() {
-                    sources = self.add_archives(root, &sources, &params, *unpack, at)?;
+                    sources = self.add_archives(root, &sources, &params, *unpack, checksum.as_deref(), at)?;
                 }
                 if sources.is_empty() {
                     return Ok(None);
@@ -957,18 +982,29 @@ impl Run<'_> {
     }
 
     /// ADD's extra rules for context sources: local tar archives are extracted into the destination
-    /// (unless `--unpack=false`); URLs are refused for now. Returns the sources left to copy.
+    /// (unless `--unpack=false`); http(s) URLs are downloaded (see `remote`). Returns the sources left to
+    /// copy.
     fn add_archives(
         &self,
         root: &Root,
         sources: &[String],
         params: &CopyParams,
         unpack: Option<bool>,
+        checksum: Option<&str>,
         at: &StepAt,
     ) -> Result<Vec<String>, BuildError> {
         let mut plain = Vec::new();
         for source in sources {
             refuse_url(source, at)?;
+            if is_url(source) {
+                let download = self
+                    .downloads
+                    .get(source, checksum)
+                    .map_err(|m| BuildError::step(at, m))?;
+                crate::copy::write_download(root, &download, source, sources.len() > 1, params)
+                    .map_err(|m| BuildError::step(at, m))?;
+                continue;
+            }
             for name in self.context.select(source).map_err(|m| BuildError::step(at, m))? {
                 let archive = match self.context.get(&name) {
                     Some(entry) => match (&entry.kind, &entry.content) {
@@ -1030,14 +1066,23 @@ impl Run<'_> {
     }
 }
 
-/// ADD of URLs (http, https, git) is not implemented: refuse it with a way out.
+/// ADD of git repositories and of URLs other than http(s) is not implemented: refuse it with a way out.
 fn refuse_url(source: &str, at: &StepAt) -> Result<(), BuildError> {
-    if source.contains("://") || source.starts_with("git@") {
+    if is_git(source) {
         return Err(BuildError::step(
             at,
             format!(
-                "ADD from a URL (`{source}`) is not supported yet: download it in a RUN step (with its \
-                 checksum checked) or COPY it from the context"
+                "ADD of the git repository `{source}` is not supported: clone it in a RUN step or COPY a \
+                 checkout from the context"
+            ),
+        ));
+    }
+    if source.contains("://") && !is_url(source) {
+        return Err(BuildError::step(
+            at,
+            format!(
+                "ADD from `{source}` is not supported (only http(s) URLs and the context are): fetch it \
+                 in a RUN step or COPY it from the context"
             ),
         ));
     }

@@ -10,6 +10,7 @@ mod error;
 mod executor;
 pub mod layers;
 mod prune;
+mod remote;
 pub mod run;
 pub mod snapshot;
 

@@ -610,10 +610,211 @@ fn add_extracts_local_archives_inside_the_destination_only() {
     }
     let file = f.write(
         "url/Dockerfile",
-        "FROM busybox:test\nADD https://example.invalid/x.tgz /x\n",
+        "FROM busybox:test\nADD https://example.invalid/repo.git /x\n",
     );
     let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/url:1"]);
-    assert!(err.contains("Dockerfile:2") && err.contains("URL"), "{err}");
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("git repository"),
+        "{err}"
+    );
+}
+
+/// A tiny HTTP/1.1 file server on a loopback port: `GET /path` answers the bytes set for the path (query
+/// ignored) with a `Last-Modified`, anything else 404. Counts the requests it answered with a body.
+struct FileServer {
+    addr: String,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileServer {
+    /// `Last-Modified` of every file: 2015-10-21T07:28:00Z.
+    const LAST_MODIFIED: (&str, i64) = ("Wed, 21 Oct 2015 07:28:00 GMT", 1_445_412_480);
+
+    fn start() -> FileServer {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = FileServer {
+            addr,
+            files: Default::default(),
+            hits: Default::default(),
+        };
+        let (files, hits) = (server.files.clone(), server.hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request_line.split(' ').nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or(path);
+                let body = files.lock().unwrap().get(path).cloned();
+                let head = match &body {
+                    Some(bytes) => {
+                        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: {}\r\n\
+                             Connection: close\r\n\r\n",
+                            bytes.len(),
+                            FileServer::LAST_MODIFIED.0
+                        )
+                    }
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                    }
+                };
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body.as_deref().unwrap_or_default());
+            }
+        });
+        server
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) {
+        self.files.lock().unwrap().insert(path.to_owned(), bytes.to_vec());
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn add_downloads_urls_checks_checksums_and_caches_by_content() {
+    use sha2::Digest as _;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(f) = Fixture::new() else { return };
+    let server = FileServer::start();
+    // A real gzip tarball: ADD of a URL never extracts it.
+    let mut tarball = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), Default::default()));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(3);
+    header.set_mode(0o644);
+    header.set_path("inside.txt").unwrap();
+    header.set_cksum();
+    tarball.append(&header, &b"in\n"[..]).unwrap();
+    let tarball = tarball.into_inner().unwrap().finish().unwrap();
+    server.put("/dl/tool.tar.gz", &tarball);
+    server.put("/dl/notes.txt", b"notes v1\n");
+    let sha = hex::encode(sha2::Sha256::digest(&tarball));
+    let sha512 = hex::encode(sha2::Sha512::digest(b"notes v1\n"));
+    let dockerfile = format!(
+        "FROM busybox:test\n\
+         ADD --checksum=sha256:{sha} {tool} /opt/\n\
+         ADD {notes}?version=1 /etc/notes\n\
+         ADD --chmod=644 --checksum=sha512:{sha512} {notes} /opt/n/\n\
+         RUN test -f /opt/tool.tar.gz && test ! -e /opt/inside.txt && grep -q 'notes v1' /etc/notes\n",
+        tool = server.url("/dl/tool.tar.gz"),
+        notes = server.url("/dl/notes.txt"),
+    );
+    f.write("remote/Dockerfile", &dockerfile);
+    let build = |tag: &str| -> Output {
+        f.kiln(&[
+            "build",
+            "-f",
+            f.path("remote/Dockerfile").to_str().unwrap(),
+            "--context",
+            f.path("remote").to_str().unwrap(),
+            "--source-date-epoch",
+            "2000000000",
+            "-t",
+            tag,
+            "--json",
+        ])
+    };
+    let summary = |out: Output| -> Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let first = summary(build("localhost/remote:1"));
+    assert_eq!(first["steps_run"], 4, "{first}");
+    // One request per URL (the RUN needs no second download of the step's inputs).
+    assert_eq!(server.hits(), 3);
+    if let Some(rootfs) = f.unpack("localhost/remote:1") {
+        let tool = rootfs.join("opt/tool.tar.gz");
+        assert_eq!(
+            fs_err::read(&tool).unwrap(),
+            tarball,
+            "the tarball must land as is"
+        );
+        let meta = fs_err::metadata(&tool).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(
+            meta.mtime(),
+            FileServer::LAST_MODIFIED.1,
+            "mtime comes from Last-Modified"
+        );
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("etc/notes")).unwrap(),
+            "notes v1\n"
+        );
+        let copied = fs_err::metadata(rootfs.join("opt/n/notes.txt")).unwrap();
+        assert_eq!(copied.permissions().mode() & 0o7777, 0o644);
+    }
+    // Unchanged content: every step cached (the URLs are fetched again to learn that).
+    let second = summary(build("localhost/remote:2"));
+    assert_eq!(second["steps_run"], 0, "{second}");
+    assert_eq!(digest(&first), digest(&second));
+    // Changed content behind the same URL without a checksum: that ADD and what follows run again; with
+    // a checksum pinning the old content, the build fails naming both digests and tags nothing.
+    server.put("/dl/notes.txt", b"notes v2\n");
+    let out = build("localhost/remote:3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a stale --checksum must fail the build");
+    assert!(
+        err.contains("Dockerfile:4") && err.contains("--checksum says sha512:") && err.contains(&sha512),
+        "{err}"
+    );
+    let listed = f.ok(&["image", "ls"]);
+    assert!(
+        !listed.contains("remote:3"),
+        "a failed build tagged its image:\n{listed}"
+    );
+    let relaxed = dockerfile
+        .replace(&format!("--checksum=sha512:{sha512} "), "")
+        .replace("grep -q 'notes v1'", "grep -q 'notes v2'");
+    f.write("remote/Dockerfile", &relaxed);
+    let third = summary(build("localhost/remote:3"));
+    // Line 3 ran (with the new content) in the failed build and is cached since: lines 4 and 5 run.
+    assert_eq!(
+        (third["steps_run"].as_u64(), third["steps_cached"].as_u64()),
+        (Some(2), Some(2)),
+        "{third}"
+    );
+    // Errors name the Dockerfile line and the URL.
+    server.put("/", b"an index page\n");
+    for (line, want) in [
+        (format!("ADD {} /x", server.url("/missing")), "404"),
+        (format!("ADD {} /opt/", server.url("/")), "names no file"),
+        (
+            format!("ADD --checksum=md5:00 {} /x", server.url("/dl/notes.txt")),
+            "sha256, sha384 or sha512",
+        ),
+        (
+            "ADD --checksum=sha256:00 notes.txt /x".to_owned(),
+            "http(s) URLs only",
+        ),
+    ] {
+        f.write("remote/notes.txt", "local\n");
+        f.write("remote/Dockerfile", &format!("FROM busybox:test\n{line}\n"));
+        let out = build("localhost/remote:bad");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Dockerfile:2") && err.contains(want),
+            "{line}: {err}"
+        );
+    }
 }
 
 #[test]
