@@ -928,7 +928,10 @@ impl Run<'_> {
                     from_names.push(view.merged().display().to_string());
                     views.push(view);
                 }
-                let sources = RunMounts { run: self };
+                let sources = RunMounts {
+                    run: self,
+                    writable_views: Default::default(),
+                };
                 let mut specs =
                     crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
                 if let (Some(path), Some(heredoc)) = (script_path, heredocs.first()) {
@@ -967,6 +970,7 @@ impl Run<'_> {
                     .runtime
                     .run(&spec, &mut sink)
                     .map_err(|e| BuildError::step(at, e.to_string()))?;
+                drop(sources);
                 drop(views);
                 let code = match outcome.signal {
                     Some(signal) => 128 + signal,
@@ -1091,6 +1095,8 @@ fn refuse_url(source: &str, at: &StepAt) -> Result<(), BuildError> {
 
 struct RunMounts<'r, 'b> {
     run: &'r Run<'b>,
+    /// The throwaway overlays of writable bind mounts, unmounted when the step's mounts go.
+    writable_views: std::cell::RefCell<Vec<Snapshot>>,
 }
 
 impl crate::run::MountSources for RunMounts<'_, '_> {
@@ -1114,5 +1120,13 @@ impl crate::run::MountSources for RunMounts<'_, '_> {
 
     fn scratch(&self) -> &Path {
         self.run.scratch.path()
+    }
+
+    fn writable_view(&self, source: &Path) -> Result<PathBuf, String> {
+        let view = Snapshot::mount(&self.run.builder.state.join("tmp"), &[source.to_owned()])
+            .map_err(|e| format!("cannot make a writable view of {}: {e}", source.display()))?;
+        let merged = view.merged().to_owned();
+        self.writable_views.borrow_mut().push(view);
+        Ok(merged)
     }
 }

@@ -17,6 +17,9 @@ pub trait MountSources {
     fn secret(&self, id: &str) -> Option<PathBuf>;
     /// A scratch folder for files kiln makes for this step (heredoc scripts).
     fn scratch(&self) -> &Path;
+    /// A writable throwaway view of the folder `source` for the duration of the step: what the RUN
+    /// writes there is dropped afterwards and never reaches `source`.
+    fn writable_view(&self, source: &Path) -> Result<PathBuf, String>;
 }
 
 /// Turns `--mount`s into runtime mounts. `from_names` gives, per mount with a `from=`, the name of the
@@ -37,23 +40,27 @@ pub fn mounts(
         let target = mount.target.clone().unwrap_or_default();
         match mount.kind {
             MountType::Bind => {
-                if !mount.readonly {
-                    // BuildKit gives a writable bind a throwaway copy; binding the source itself would let
-                    // the build write into the user's tree or another stage.
-                    return Err(
-                        "read-write bind mounts (`rw`) are not supported yet; copy the files instead"
-                            .to_owned(),
-                    );
-                }
                 let base = sources.bind_source(from)?;
                 let sub = crate::context::clean(mount.source.as_deref().unwrap_or(""));
                 // Resolved inside the source root: a symlink there must not bind a host folder.
                 let root = kiln_rootfs::root::Root::open(&base).map_err(|e| e.to_string())?;
-                let source = root.resolve(Path::new(&sub)).map_err(|e| e.to_string())?;
+                let mut source = root.resolve(Path::new(&sub)).map_err(|e| e.to_string())?;
+                if !mount.readonly {
+                    // As in BuildKit, a writable bind gets a throwaway copy: binding the source itself
+                    // would let the build write into the user's tree or another stage.
+                    source = if source.is_dir() {
+                        sources.writable_view(&source)?
+                    } else {
+                        let name = format!("rw-bind-{}", out.len());
+                        let copy = sources.scratch().join(name);
+                        fs_err::copy(&source, &copy).map_err(|e| e.to_string())?;
+                        copy
+                    };
+                }
                 out.push(MountSpec::Bind {
                     source,
                     destination: target,
-                    readonly: true,
+                    readonly: mount.readonly,
                 });
             }
             MountType::Cache => {

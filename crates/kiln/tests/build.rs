@@ -932,6 +932,8 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
         "mounts/Dockerfile",
         "FROM busybox:test\n\
          RUN --mount=type=bind,target=/ctx sh /ctx/tool.sh > /bind.txt\n\
+         RUN --mount=type=bind,target=/ctx,rw echo changed > /ctx/tool.sh && touch /ctx/new && cat /ctx/tool.sh > /rw.txt\n\
+         RUN --mount=type=bind,source=tool.sh,target=/t.sh,rw echo changed > /t.sh && cat /t.sh >> /rw.txt\n\
          RUN --mount=type=cache,target=/cache echo run >> /cache/count && wc -l < /cache/count > /cache-count.txt\n\
          RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n\
          RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-seen.txt\n\
@@ -952,6 +954,13 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
     };
     let read = |name: &str| fs_err::read_to_string(rootfs.join(name)).unwrap();
     assert_eq!(read("bind.txt"), "from-bind\n");
+    assert_eq!(read("rw.txt"), "changed\nchanged\n", "rw binds are writable");
+    assert_eq!(
+        fs_err::read_to_string(f.path("mounts/tool.sh")).unwrap(),
+        "echo from-bind\n",
+        "what a RUN writes to an rw bind never reaches the context"
+    );
+    assert!(!f.path("mounts/new").exists() && !rootfs.join("ctx/new").exists());
     assert_eq!(
         read("cache-count.txt").trim(),
         "2",
