@@ -313,6 +313,7 @@ mod tests {
         let mut out = Vec::new();
         let options = CaptureOptions {
             source_date_epoch: Some(EPOCH),
+            ..Default::default()
         };
         capture_layer(&upper, &mut out, &options).unwrap();
         out
@@ -334,6 +335,7 @@ mod tests {
         let mut out = Vec::new();
         let options = CaptureOptions {
             source_date_epoch: Some(EPOCH),
+            ..Default::default()
         };
         kiln_rootfs::tree::write_tree(&tree, &mut out, &options).unwrap();
         Some(out)

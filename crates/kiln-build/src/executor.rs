@@ -655,6 +655,7 @@ impl Run<'_> {
         let mut writer = LayerWriter::new(self.builder.store.blobs(), self.options.compression)?;
         let options = kiln_rootfs::capture::CaptureOptions {
             source_date_epoch: Some(self.options.source_date_epoch),
+            ..Default::default()
         };
         kiln_rootfs::tree::write_tree(tree, &mut writer, &options)
             .map_err(|e| BuildError::io(&self.builder.state, format!("cannot write the layer: {e}")))?;

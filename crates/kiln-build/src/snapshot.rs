@@ -87,6 +87,8 @@ impl Snapshot {
         let mut writer = LayerWriter::new(blobs, compression)?;
         let options = kiln_rootfs::capture::CaptureOptions {
             source_date_epoch: Some(source_date_epoch),
+            // The upper folder becomes the layer's unpacked form (`LayerDirs::adopt`).
+            set_times_on_disk: true,
         };
         kiln_rootfs::capture::capture_layer(&self.upper, &mut writer, &options)
             .map_err(|e| BuildError::io(&self.upper, format!("cannot capture the step's changes: {e}")))?;

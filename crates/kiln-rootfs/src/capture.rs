@@ -47,6 +47,11 @@ const COPY_BUFFER: usize = 1 << 20;
 pub struct CaptureOptions {
     /// Clamp every mtime to at most this many seconds since the epoch (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: Option<i64>,
+    /// Also give each captured file on disk the times its tar entry says (mtime clamped, in whole
+    /// seconds; atime the same), so the folder reads exactly as the layer does once unpacked from its
+    /// blob. A builder that keeps the captured folder as the layer's unpacked form needs this: otherwise
+    /// a later step would see other times on a fresh build than on one that unpacked a cached layer.
+    pub set_times_on_disk: bool,
 }
 
 /// What a capture wrote.
@@ -76,6 +81,7 @@ pub fn capture_layer(
         out,
         upper,
         epoch: options.source_date_epoch,
+        set_times_on_disk: options.set_times_on_disk,
         links: HashMap::new(),
         stats: CaptureStats::default(),
         buffer: vec![0; COPY_BUFFER],
@@ -121,6 +127,7 @@ struct Capture<'p, W> {
     out: W,
     upper: &'p Path,
     epoch: Option<i64>,
+    set_times_on_disk: bool,
     /// First path of each multiply-linked inode, by (device, inode).
     links: HashMap<(u64, u64), Vec<u8>>,
     stats: CaptureStats,
@@ -279,6 +286,31 @@ impl<W: Write> Capture<'_, W> {
         }
     }
 
+    /// Gives `name` the atime and mtime `mtime` (whole seconds) unless it has them already.
+    fn set_times(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        stat: &rustix::fs::Stat,
+        mtime: i64,
+        rel: &[u8],
+    ) -> Result<(), RootfsError> {
+        let exact = |secs: i64, nsecs: i64| secs == mtime && nsecs == 0;
+        if exact(stat.st_mtime, stat.st_mtime_nsec as i64) && exact(stat.st_atime, stat.st_atime_nsec as i64)
+        {
+            return Ok(());
+        }
+        let time = rustix::fs::Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(self.read_err(rel))
+    }
+
     fn clamp(&self, mtime: i64) -> i64 {
         match self.epoch {
             Some(epoch) => mtime.min(epoch),
@@ -340,6 +372,9 @@ impl<W: Write> Capture<'_, W> {
                 let marker = join(prefix, &join(b".wh.", name.as_bytes()));
                 self.entry(&Header::marker(&marker, mtime))?;
                 continue;
+            }
+            if self.set_times_on_disk {
+                self.set_times(dir, &name, &stat, mtime, &rel)?;
             }
             if name.as_bytes().starts_with(b".wh.") {
                 return Err(RootfsError::Capture {

@@ -273,7 +273,10 @@ fn a_rebuild_runs_nothing_and_a_clean_rebuild_gives_the_same_digest() {
     f.write("ctx/a.txt", "a\n");
     // --no-cache runs everything again and, the RUN's timestamps being clamped, gets the same digest
     // except for what the command itself writes (`date`): so compare a build without it.
-    let stable = "FROM busybox:test\nCOPY a.txt /a.txt\nRUN touch /marker && mkdir -p /d && echo x > /d/x\n";
+    // The last RUN reads the times of the step before: clamped (SOURCE_DATE_EPOCH 0) as they would be
+    // unpacked from the cached layer, not the time the file was written.
+    let stable = "FROM busybox:test\nCOPY a.txt /a.txt\nRUN touch /marker && mkdir -p /d && echo x > /d/x\n\
+                  RUN stat -c %Y /d/x /d > /times\n";
     let one = f.build(stable, "ctx", "localhost/s:1");
     let out = f.ok(&[
         "build",
@@ -287,7 +290,10 @@ fn a_rebuild_runs_nothing_and_a_clean_rebuild_gives_the_same_digest() {
         "--json",
     ]);
     let two: Value = serde_json::from_str::<Value>(&out).unwrap()[0].clone();
-    assert_eq!(two["steps_run"], 2);
+    assert_eq!(two["steps_run"], 3);
+    if let Some(rootfs) = f.unpack("localhost/s:2") {
+        assert_eq!(fs_err::read_to_string(rootfs.join("times")).unwrap(), "0\n0\n");
+    }
     assert_eq!(
         digest(&one),
         digest(&two),

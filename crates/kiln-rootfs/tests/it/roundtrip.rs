@@ -125,6 +125,7 @@ fn capture(dir: &Path, epoch: Option<i64>) -> Vec<u8> {
         &mut out,
         &CaptureOptions {
             source_date_epoch: epoch,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -255,6 +256,31 @@ fn source_date_epoch_clamps_every_mtime() {
     assert!(clamped > 10);
     // Without the epoch the whiteout keeps its own (recent) time.
     assert_ne!(layer, capture(dir.path(), None));
+
+    // With the times set on disk, the folder lists as the layer unpacks (whiteouts aside, which the
+    // unpacked form records as markers' times of their own).
+    std::fs::write(dir.path().join("d/fresh"), b"sub-second mtime").unwrap();
+    let mut out = Vec::new();
+    let options = CaptureOptions {
+        source_date_epoch: Some(epoch),
+        set_times_on_disk: true,
+    };
+    capture_layer(dir.path(), &mut out, &options).unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    let unpacked = unpacked.path().join("rootfs");
+    unpack_layer(&out[..], &unpacked, &UnpackLimits::default()).unwrap();
+    let (on_disk, _) = list_tree(dir.path());
+    let (from_blob, _) = list_tree(&unpacked);
+    for (path, node) in &on_disk {
+        if path != "d/gone" {
+            assert_eq!(from_blob.get(path).map(|n| n.mtime), Some(node.mtime), "{path}");
+        }
+    }
+    assert_eq!(
+        capture(dir.path(), Some(epoch)),
+        out,
+        "setting the times changes no byte of the layer"
+    );
 }
 
 #[test]
