@@ -234,3 +234,88 @@ pub fn start_docker_registry(dir: &Path) -> Option<Server> {
     }
     panic!("docker-registry did not listen on {}", server.addr);
 }
+
+/// A private `dockerd` (Debian's docker.io) with its data, exec root and socket under a folder of its own,
+/// stopped and cleaned up when dropped.
+#[derive(Debug)]
+pub struct Dockerd {
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Dockerd {
+    /// Starts dockerd under `dir` (docs/peers.md's command line: no iptables, no bridge) and waits for its
+    /// socket to answer; `None` (after the skip/panic policy) when dockerd or root is missing.
+    pub fn start(dir: &Path) -> Option<Dockerd> {
+        if !require_root() || !require_tool("dockerd") || !require_tool("docker") {
+            return None;
+        }
+        fs_err::create_dir_all(dir).expect("create dockerd folder");
+        let log = std::fs::File::create(dir.join("dockerd.log")).expect("create dockerd.log");
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .args([
+                "--storage-driver=overlay2",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd starts");
+        let dockerd = Dockerd {
+            dir: dir.to_owned(),
+            child,
+        };
+        for _ in 0..300 {
+            if dockerd
+                .command()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return Some(dockerd);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let log = fs_err::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
+        panic!("dockerd did not answer on its socket within 30 s:\n{log}");
+    }
+
+    /// A `docker` command talking to this dockerd.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.dir.join("docker.sock").display()),
+        )
+        .env("DOCKER_CONFIG", self.dir.join("client"));
+        cmd
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its containerd and unmount what it mounted; kill it if it hangs.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .output();
+        for _ in 0..100 {
+            if self.child.try_wait().is_ok_and(|s| s.is_some()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unmount_below(&self.dir);
+    }
+}

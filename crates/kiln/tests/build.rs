@@ -201,13 +201,6 @@ fn builds_copy_run_and_metadata_and_podman_runs_the_result() {
         assert_eq!(printed, "hi hello from the context\n");
     }
     if require_tool("skopeo") {
-        let out = Command::new("skopeo")
-            .args([
-                "inspect",
-                &format!("docker-archive:{}", f.path("plain.tar").display()),
-            ])
-            .output();
-        let _ = out; // (the .tar form is checked below)
         let plain = f.path("plain.tar");
         f.ok(&[
             "image",
@@ -340,6 +333,55 @@ fn multi_stage_whiteouts_and_onbuild() {
     assert!(rootfs.join("opt/data/two").exists());
     assert!(!rootfs.join("etc/group").exists());
     assert_eq!(fs_err::read_to_string(rootfs.join("keep.txt")).unwrap(), "keep\n");
+
+    // docker loads the image.tar.zst artifact (Docker 20.10 reads it once decompressed; newer ones read
+    // it as is) with the same image ID, and runs it with the whiteouts applied.
+    let archive = f.path("child.tar.zst");
+    f.ok(&[
+        "image",
+        "export",
+        "localhost/child:1",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let Some(dockerd) = kiln_test_support::Dockerd::start(&f.path("dockerd")) else {
+        return;
+    };
+    let mut load = dockerd.command();
+    load.args(["load", "-q"]).stdin(std::process::Stdio::piped());
+    let mut child = load
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    zstd::stream::copy_decode(fs_err::File::open(&archive).unwrap(), &mut stdin).unwrap();
+    drop(stdin);
+    let loaded = kiln_test_support::ok(child.wait_with_output().unwrap());
+    assert!(loaded.contains("localhost/child:1"), "{loaded}");
+    let inspect: Value = serde_json::from_str(&f.ok(&["image", "inspect", "localhost/child:1"])).unwrap();
+    let id = kiln_test_support::run(dockerd.command().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "localhost/child:1",
+    ]));
+    assert_eq!(
+        id.trim(),
+        inspect["manifest"]["config"]["digest"].as_str().unwrap()
+    );
+    let listing = kiln_test_support::run(dockerd.command().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "localhost/child:1",
+        "sh",
+        "-c",
+        "cat /artifact /onbuild.txt /keep.txt; ls /opt/data; test ! -e /etc/group && echo no-group",
+    ]));
+    assert_eq!(listing, "built\ntriggered\nkeep\ntwo\nno-group\n");
 }
 
 #[test]
