@@ -178,8 +178,34 @@ fn eval_options(options: &BuildOptions) -> EvalOptions {
         parent_image: options.parent_image.clone(),
         predeclare_parent_arg: options.parent_image.is_some(),
         file_name: Some(options.file_label.clone()),
+        // kiln builds for the machine it runs on: TARGETPLATFORM and BUILDPLATFORM are both the host's.
+        target_platform: Some(host_platform()),
+        build_platform: Some(host_platform()),
         ..EvalOptions::default()
     }
+}
+
+/// `os/arch` of this machine.
+fn host_platform() -> String {
+    let (os, arch) = kiln_oci::host_platform();
+    format!("{os}/{arch}")
+}
+
+/// A stage's `FROM --platform` must name the host's platform: kiln runs RUN steps natively, with no
+/// emulation, and pulls bases for the host only.
+fn check_platform(stage: &Stage, file: &str) -> Result<(), BuildError> {
+    let Some(platform) = &stage.platform else {
+        return Ok(());
+    };
+    let host = host_platform();
+    let os_arch: Vec<&str> = platform.split('/').take(2).collect();
+    if os_arch.join("/") != host {
+        return Err(BuildError::step(
+            &stage_at(file, stage),
+            format!("FROM --platform={platform}: kiln builds for this machine's platform ({host}) only"),
+        ));
+    }
+    Ok(())
 }
 
 /// The image references a build reads (stage bases, `COPY --from` and `--mount from=` images), other than
@@ -471,6 +497,7 @@ impl Run<'_> {
     }
 
     fn stage(&self, stage: &Stage) -> Result<StageState, BuildError> {
+        check_platform(stage, self.file())?;
         let mut state = match &stage.base {
             Base::Scratch => StageState {
                 layers: Vec::new(),

@@ -1142,3 +1142,41 @@ fn a_missing_base_that_names_a_registry_is_pulled() {
         "{listed}"
     );
 }
+
+#[test]
+fn platforms_are_the_hosts_and_a_foreign_one_is_refused() {
+    let Some(f) = Fixture::new() else { return };
+    let summary = f.build(
+        "FROM --platform=$BUILDPLATFORM busybox:test\n\
+         ARG TARGETPLATFORM TARGETARCH\n\
+         RUN echo \"$TARGETPLATFORM $TARGETARCH\" > /platform\n",
+        "platform",
+        "localhost/platform:1",
+    );
+    assert_eq!(summary["status"], "built");
+    if let Some(rootfs) = f.unpack("localhost/platform:1") {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("platform")).unwrap(),
+            format!("linux/{arch} {arch}\n")
+        );
+    }
+    let foreign = if std::env::consts::ARCH == "s390x" {
+        "linux/amd64"
+    } else {
+        "linux/s390x"
+    };
+    let file = f.write(
+        "foreign/Dockerfile",
+        &format!("FROM busybox:test\nRUN true\nFROM --platform={foreign} busybox:test\nRUN true\n"),
+    );
+    let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/foreign:1"]);
+    assert!(
+        err.contains("Dockerfile:3") && err.contains(foreign) && err.contains("platform"),
+        "{err}"
+    );
+}
