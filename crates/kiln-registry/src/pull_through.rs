@@ -7,7 +7,8 @@
 //! ask at once; the bytes go to an unlinked spool file that every waiting client reads as it grows, and
 //! into an upload session of the storage, which keeps them only if they match the digest. No client gets
 //! the last byte of a blob before its digest was checked, so a tampered blob never reaches a client whole
-//! and nothing of it stays in the storage.
+//! and nothing of it stays in the storage. A `Range` request is answered from that same download (never
+//! forwarded upstream), and the last byte of its answer waits for the digest check as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -399,14 +400,14 @@ impl PullThrough {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Streams a blob the storage lacks while caching it: its size (when the upstream announced it) and
-    /// a body; `None` when no source has it. Concurrent calls for one blob share one download.
+    /// A blob the storage lacks, being fetched and cached (see [`PulledBlob`]); `None` when no source has
+    /// it. Concurrent calls for one blob share one download.
     pub(crate) async fn blob(
         self: &Arc<Self>,
         storage: &Arc<dyn Storage>,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<(Option<u64>, Body)>, RegistryError> {
+    ) -> Result<Option<PulledBlob>, RegistryError> {
         let key = (repo.to_string(), digest.clone());
         let fetch = {
             let mut fetches = self.lock_fetches();
@@ -437,20 +438,14 @@ impl PullThrough {
                 }
             }
         };
-        let mut rx = fetch.state.clone();
-        loop {
-            let state = rx.borrow_and_update().clone();
-            match state {
-                FetchState::Resolving => {
-                    if rx.changed().await.is_err() {
-                        return Err(bad_gateway(format!("the download of {digest} ended")));
-                    }
-                }
-                FetchState::Missing => return Ok(None),
-                FetchState::Failed(m) => return Err(bad_gateway(m)),
-                FetchState::Running { size, .. } => return Ok(Some((size, spool_body(fetch, rx)))),
-                FetchState::Done { size } => return Ok(Some((Some(size), spool_body(fetch, rx)))),
-            }
+        let mut pulled = PulledBlob {
+            rx: fetch.state.clone(),
+            fetch,
+            digest: digest.clone(),
+        };
+        match pulled.wait(|s| !matches!(s, FetchState::Resolving)).await? {
+            FetchState::Missing => Ok(None),
+            _ => Ok(Some(pulled)),
         }
     }
 
@@ -508,6 +503,65 @@ struct Forget<'a>(&'a PullThrough, FetchKey);
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         self.0.lock_fetches().remove(&self.1);
+    }
+}
+
+/// A blob that a download is fetching (or has just fetched) into the storage. Its bytes are read from the
+/// download's spool as they arrive; whatever part of the blob a body answers with, its last byte waits
+/// until the whole blob's digest was checked, so a tampered blob never completes an answer.
+pub(crate) struct PulledBlob {
+    fetch: Arc<Fetch>,
+    rx: watch::Receiver<FetchState>,
+    digest: Digest,
+}
+
+/// A download's blob size, once known.
+fn size_of(state: &FetchState) -> Option<u64> {
+    match state {
+        FetchState::Running { size, .. } => *size,
+        FetchState::Done { size } => Some(*size),
+        _ => None,
+    }
+}
+
+impl PulledBlob {
+    /// Waits for a state that `ready` accepts; a failed or vanished download is a 502.
+    async fn wait(&mut self, ready: impl Fn(&FetchState) -> bool) -> Result<FetchState, RegistryError> {
+        loop {
+            let state = self.rx.borrow_and_update().clone();
+            if let FetchState::Failed(m) = state {
+                return Err(bad_gateway(m));
+            }
+            if ready(&state) {
+                return Ok(state);
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(bad_gateway(format!("the download of {} ended", self.digest)));
+            }
+        }
+    }
+
+    /// The size the upstream announced, if it did.
+    pub(crate) fn announced_size(&self) -> Option<u64> {
+        size_of(&self.rx.borrow())
+    }
+
+    /// The blob's size: the one announced, else (the upstream sent none) once the download ended.
+    pub(crate) async fn size(&mut self) -> Result<u64, RegistryError> {
+        let state = self.wait(|s| size_of(s).is_some()).await?;
+        size_of(&state).ok_or_else(|| bad_gateway(format!("no size for {}", self.digest)))
+    }
+
+    /// Waits until the blob is verified and stored.
+    pub(crate) async fn cached(mut self) -> Result<(), RegistryError> {
+        self.wait(|s| matches!(s, FetchState::Done { .. }))
+            .await
+            .map(drop)
+    }
+
+    /// A body of bytes `start..end` of the blob (`end` `None`: to its end), read as they arrive.
+    pub(crate) fn body(self, start: u64, end: Option<u64>) -> Body {
+        spool_body(self.fetch, self.rx, start, end)
     }
 }
 
@@ -596,20 +650,23 @@ async fn cache_blob(
     outcome
 }
 
-/// A response body reading a download's spool as it grows. While the download runs, the last byte
-/// written is held back: a client gets the whole blob only once its digest was verified; a refused blob
-/// ends the body with an error (the connection is cut short).
-fn spool_body(fetch: Arc<Fetch>, rx: watch::Receiver<FetchState>) -> Body {
+/// A response body reading bytes `start..end` of a download's spool as it grows. While the download
+/// runs, the last byte available is held back, and so is the last byte of the answer: a client gets the
+/// whole of what it asked for only once the blob's digest was verified; a refused blob ends the body with
+/// an error (the connection is cut short).
+fn spool_body(fetch: Arc<Fetch>, rx: watch::Receiver<FetchState>, start: u64, end: Option<u64>) -> Body {
     struct Reader {
         fetch: Arc<Fetch>,
         rx: watch::Receiver<FetchState>,
         pos: u64,
+        end: Option<u64>,
         ended: bool,
     }
     let reader = Reader {
         fetch,
         rx,
-        pos: 0,
+        pos: start,
+        end,
         ended: false,
     };
     let fail = |mut r: Reader, message: String| {
@@ -622,9 +679,10 @@ fn spool_body(fetch: Arc<Fetch>, rx: watch::Receiver<FetchState>) -> Body {
         }
         loop {
             let state = r.rx.borrow_and_update().clone();
+            let end = r.end.unwrap_or(u64::MAX);
             let (available, done) = match &state {
-                FetchState::Running { written, .. } => (written.saturating_sub(1), false),
-                FetchState::Done { size } => (*size, true),
+                FetchState::Running { written, .. } => ((*written).min(end).saturating_sub(1), false),
+                FetchState::Done { size } => ((*size).min(end), true),
                 FetchState::Failed(m) => return fail(r, m.clone()),
                 FetchState::Resolving | FetchState::Missing => (0, false),
             };

@@ -17,7 +17,7 @@ use crate::names::{
     RangeAnswer, Reference, RepoName, Tag, parse_content_range, parse_range, parse_upload_id,
 };
 use crate::observe::{BlobEvent, Described, User};
-use crate::pull_through::{self, PullThrough};
+use crate::pull_through::{self, PulledBlob};
 use crate::service::{self, blocking, storage_error};
 use crate::storage::{Storage, UploadSink};
 
@@ -474,85 +474,95 @@ async fn get_blob(
     head: bool,
     range: Option<String>,
 ) -> Result<Response> {
-    let (r, dd) = (repo.clone(), d.clone());
-    let Some((reader, size)) = blocking(&app.storage, move |s| s.open_blob(&r, &dd)).await? else {
-        return match &app.config.pull_through {
-            Some(pt) => pull_blob(app, pt, repo, d, head).await,
-            None => Err(blob_unknown(repo, d)),
-        };
+    let open = || {
+        let (r, dd) = (repo.clone(), d.clone());
+        blocking(&app.storage, move |s| s.open_blob(&r, &dd))
     };
-    let range = range.map_or(RangeAnswer::Full, |h| parse_range(&h, size));
-    let (status, start, len) = match range {
-        RangeAnswer::Full => (StatusCode::OK, 0, size),
-        RangeAnswer::Partial(a, b) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        RangeAnswer::Unsatisfiable => {
-            return Err(RegistryError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                ErrorCode::BlobUnknown,
-                format!("range is outside blob {d} of {size} bytes"),
-            )
-            .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))?));
+    let (reader, size) = match open().await? {
+        Some(opened) => opened,
+        None => {
+            let Some(pt) = &app.config.pull_through else {
+                return Err(blob_unknown(repo, d));
+            };
+            let Some(pulled) = pt.blob(&app.storage, repo, d).await? else {
+                return Err(blob_unknown(repo, d));
+            };
+            if !head {
+                return pulled_blob(pulled, d, range.as_deref()).await;
+            }
+            // A HEAD waits until the blob is cached (a client that skips uploading a blob after a HEAD
+            // must find it linked when its manifest is checked), then answers as for any stored blob.
+            pulled.cached().await?;
+            open().await?.ok_or_else(|| blob_unknown(repo, d))?
         }
     };
+    let (status, start, len) = blob_range(d, size, range.as_deref())?;
     let body = if head {
         Body::empty()
     } else {
         stream_blob(reader, start, len)
     };
+    blob_response(body, d, status, Some((start, len, size)))
+}
+
+/// What part of a blob of `size` bytes a `Range` header asks for: the status, first byte and length; a
+/// range outside the blob is a 416.
+fn blob_range(d: &Digest, size: u64, range: Option<&str>) -> Result<(StatusCode, u64, u64)> {
+    match range.map_or(RangeAnswer::Full, |h| parse_range(h, size)) {
+        RangeAnswer::Full => Ok((StatusCode::OK, 0, size)),
+        RangeAnswer::Partial(a, b) => Ok((StatusCode::PARTIAL_CONTENT, a, b - a + 1)),
+        RangeAnswer::Unsatisfiable => Err(RegistryError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUnknown,
+            format!("range is outside blob {d} of {size} bytes"),
+        )
+        .with_header(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))?)),
+    }
+}
+
+/// A blob response; `part` is (first byte, length, blob size) when known (a Content-Range goes with 206).
+fn blob_response(
+    body: Body,
+    d: &Digest,
+    status: StatusCode,
+    part: Option<(u64, u64, u64)>,
+) -> Result<Response> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(CONTENT_DIGEST, header_value(&d.to_string())?);
-    if status == StatusCode::PARTIAL_CONTENT {
-        h.insert(
-            header::CONTENT_RANGE,
-            header_value(&format!("bytes {start}-{}/{size}", start + len - 1))?,
-        );
+    if let Some((start, len, size)) = part {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if status == StatusCode::PARTIAL_CONTENT {
+            h.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes {start}-{}/{size}", start + len - 1))?,
+            );
+        }
     }
     Ok(response)
 }
 
-/// A blob the storage lacks, from the pull-through: streamed while it is cached (Range is not honoured:
-/// the whole blob comes with 200). A HEAD waits until the blob is cached, so that a client that skips
-/// uploading a blob after a HEAD finds it linked when its manifest is checked.
-async fn pull_blob(
-    app: &Arc<App>,
-    pt: &Arc<PullThrough>,
-    repo: &RepoName,
-    d: &Digest,
-    head: bool,
-) -> Result<Response> {
-    let Some((size, body)) = pt.blob(&app.storage, repo, d).await? else {
-        return Err(blob_unknown(repo, d));
+/// A GET of a blob the storage lacks, answered from the pull-through's download as it arrives. A Range is
+/// answered from that download too (not forwarded upstream: the whole blob is fetched, verified and
+/// cached); it waits for the blob's size when the upstream announced none.
+async fn pulled_blob(mut pulled: PulledBlob, d: &Digest, range: Option<&str>) -> Result<Response> {
+    let size = match (range, pulled.announced_size()) {
+        (None, size) => size,
+        (Some(_), Some(size)) => Some(size),
+        (Some(_), None) => Some(pulled.size().await?),
     };
-    let body = if head {
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            chunk.map_err(|e| {
-                RegistryError::new(StatusCode::BAD_GATEWAY, ErrorCode::Unknown, e.to_string())
-            })?;
-        }
-        Body::empty()
-    } else {
-        body
+    let Some(size) = size else {
+        return blob_response(pulled.body(0, None), d, StatusCode::OK, None);
     };
-    let mut response = Response::new(body);
-    let h = response.headers_mut();
-    if let Some(size) = size {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    }
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(CONTENT_DIGEST, header_value(&d.to_string())?);
-    Ok(response)
+    let (status, start, len) = blob_range(d, size, range)?;
+    let body = pulled.body(start, Some(start + len));
+    blob_response(body, d, status, Some((start, len, size)))
 }
 
 /// With pull-through, the name an image is kept under (`?ns=` of containerd's mirror requests applied).

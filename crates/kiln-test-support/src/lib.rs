@@ -319,3 +319,30 @@ impl Drop for Dockerd {
         unmount_below(&self.dir);
     }
 }
+
+/// Sends `GET path` to `addr` over plain HTTP/1.1 as written, with `headers` (`Name: value`) and
+/// `Connection: close`; returns the response head (empty when none came) and whatever body arrived
+/// before the connection ended, cleanly or not. For what a client library would hide or normalise: raw
+/// paths, a body cut short.
+pub fn raw_get(addr: &str, path: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the server");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send the request");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    while let Ok(n @ 1..) = stream.read(&mut buf) {
+        response.extend_from_slice(&buf[..n]);
+    }
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |p| p + 4);
+    let head = String::from_utf8_lossy(&response[..end]).into_owned();
+    (head, response[end..].to_vec())
+}

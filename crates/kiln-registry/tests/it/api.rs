@@ -1,5 +1,6 @@
 //! Every endpoint and error code over raw HTTP.
 
+use kiln_test_support::raw_get;
 use reqwest::{Method, StatusCode};
 
 use crate::support::{Server, expect, header, push_image, sha256};
@@ -936,26 +937,14 @@ async fn malformed_requests_are_400_never_500() {
         format!("/v2/../../x/blobs/{d}"),
         "/v2/a/blobs/sha256:../../../etc/passwd".to_owned(),
     ] {
-        let addr = s.addr;
-        let reply = tokio::task::spawn_blocking(move || raw_get(addr, &path))
+        let addr = s.addr.to_string();
+        let (head, body) = tokio::task::spawn_blocking(move || raw_get(&addr, &path, &[]))
             .await
             .unwrap();
+        let reply = format!("{head}{}", String::from_utf8_lossy(&body));
         // 400 for a bad name or digest; 404 where the segments no longer form an endpoint.
         let bad = reply.starts_with("HTTP/1.1 400") && reply.contains("NAME_INVALID");
         let no_endpoint = reply.starts_with("HTTP/1.1 404") && reply.contains("UNSUPPORTED");
         assert!(bad || no_endpoint, "{reply}");
     }
-}
-
-fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
 }

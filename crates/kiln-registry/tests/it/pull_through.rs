@@ -31,6 +31,22 @@ async fn buildset(mut options: PullThroughOptions, spool: &std::path::Path) -> S
     Server::start_config(config).await
 }
 
+/// A buildset registry mirroring registry `host` from `upstream`.
+async fn mirror_of(host: &str, upstream: &Server, spool: &std::path::Path) -> Server {
+    let options = PullThroughOptions {
+        mirrors: BTreeMap::from([(host.to_owned(), spec(upstream))]),
+        ..PullThroughOptions::default()
+    };
+    buildset(options, spool).await
+}
+
+/// `len` bytes that do not repeat in short periods (no two chunks of a transfer look alike).
+fn noise(len: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
 async fn upstream_blob_gets(upstream: &Server) -> f64 {
     let text = upstream
         .req(Method::GET, "/metrics")
@@ -50,9 +66,7 @@ async fn upstream_blob_gets(upstream: &Server) -> f64 {
 #[tokio::test]
 async fn concurrent_pulls_of_a_blob_share_one_download_and_the_cache_outlives_the_upstream() {
     let upstream = Server::start().await;
-    let layer: Vec<u8> = (0..16 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let layer = noise(16 * 1024 * 1024);
     let (manifest, config_digest, layer_digest) = push_image(&upstream, "org/app", &layer).await;
     let r = upstream
         .put_manifest("org/app", "1", OCI_MANIFEST, &manifest)
@@ -60,11 +74,7 @@ async fn concurrent_pulls_of_a_blob_share_one_download_and_the_cache_outlives_th
     assert_eq!(r.status(), StatusCode::CREATED);
 
     let spool = tempfile::tempdir().unwrap();
-    let options = PullThroughOptions {
-        mirrors: BTreeMap::from([("quay.io".to_owned(), spec(&upstream))]),
-        ..PullThroughOptions::default()
-    };
-    let buildset = buildset(options, spool.path()).await;
+    let buildset = mirror_of("quay.io", &upstream, spool.path()).await;
 
     // containerd's form: the registry host in ?ns=.
     let (headers, body) = buildset
@@ -179,4 +189,108 @@ async fn speculative_tags_win_and_an_unreachable_intermediate_is_not_skipped() {
             Some("UNKNOWN"),
         )
         .await;
+}
+
+/// Status, Content-Range, Content-Length and body of a blob GET or HEAD with `range`.
+async fn ranged(
+    server: &Server,
+    method: Method,
+    path: &str,
+    range: &str,
+) -> (StatusCode, String, String, Vec<u8>) {
+    let r = server
+        .req(method, path)
+        .header("range", range)
+        .send()
+        .await
+        .unwrap();
+    let h = |name: &str| {
+        r.headers()
+            .get(name)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+    };
+    let (status, content_range, length) = (r.status(), h("content-range"), h("content-length"));
+    (status, content_range, length, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn a_range_of_a_blob_not_cached_yet_is_answered_as_for_a_stored_blob() {
+    let upstream = Server::start().await;
+    let layer = noise(3 * 1024 * 1024);
+    let (_, _, layer_digest) = push_image(&upstream, "org/app", &layer).await;
+    let upstream_path = format!("/v2/org/app/blobs/{layer_digest}");
+    let path = format!("/v2/quay.io/org/app/blobs/{layer_digest}");
+    let size = layer.len();
+    // (Range, the status a stored blob answers with; the Content-Range is compared with the upstream's.)
+    let partial = StatusCode::PARTIAL_CONTENT;
+    let cases = [
+        ("bytes=10-19".to_owned(), partial),
+        ("bytes=-5".to_owned(), partial),
+        (format!("bytes={}-", size - 100), partial),
+        (format!("bytes=0-{}", size + 1000), partial),
+        // Several ranges: the whole blob, as for a stored one.
+        ("bytes=0-1,5-6".to_owned(), StatusCode::OK),
+        // No byte of the range exists.
+        (format!("bytes={size}-"), StatusCode::RANGE_NOT_SATISFIABLE),
+        ("bytes=-0".to_owned(), StatusCode::RANGE_NOT_SATISFIABLE),
+    ];
+    for (range, status) in &cases {
+        for method in [Method::GET, Method::HEAD] {
+            // A fresh buildset registry each time, so the blob is not cached yet.
+            let spool = tempfile::tempdir().unwrap();
+            let buildset = mirror_of("quay.io", &upstream, spool.path()).await;
+            let stored = ranged(&upstream, method.clone(), &upstream_path, range).await;
+            let gets = upstream_blob_gets(&upstream).await;
+            let pulled = ranged(&buildset, method.clone(), &path, range).await;
+            assert_eq!(pulled, stored, "{method} {range}");
+            assert_eq!(pulled.0, *status, "{method} {range}");
+            // The whole blob was fetched once and cached: the next full GET does not go upstream.
+            let (_, body) = buildset.expect(Method::GET, &path, StatusCode::OK, None).await;
+            assert!(body == layer, "{method} {range}: the cached blob differs");
+            assert_eq!(
+                upstream_blob_gets(&upstream).await,
+                gets + 1.0,
+                "{method} {range}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn ranges_and_whole_reads_of_one_blob_at_once_share_one_download() {
+    let upstream = Server::start().await;
+    let layer = noise(8 * 1024 * 1024);
+    let (_, _, layer_digest) = push_image(&upstream, "org/app", &layer).await;
+    let spool = tempfile::tempdir().unwrap();
+    let buildset = mirror_of("docker.io", &upstream, spool.path()).await;
+    let path = format!("/v2/org/app/blobs/{layer_digest}");
+    let size = layer.len();
+    let parts = [
+        (0, 0),
+        (1, 1023),
+        (size / 2, size / 2 + 99_999),
+        (size - 1, size - 1),
+        (0, size - 1),
+    ];
+    let requests = parts.map(|(a, b)| {
+        let request = buildset
+            .req(Method::GET, &path)
+            .header("range", format!("bytes={a}-{b}"));
+        tokio::spawn(async move {
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            let content_range = r.headers()["content-range"].to_str().unwrap().to_owned();
+            (status, content_range, r.bytes().await.unwrap())
+        })
+    });
+    let whole = buildset.req(Method::GET, &path).send();
+    let whole = whole.await.unwrap().bytes().await.unwrap();
+    assert!(whole == layer, "the whole read differs");
+    for ((a, b), request) in parts.into_iter().zip(requests) {
+        let (status, content_range, body) = request.await.unwrap();
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(content_range, format!("bytes {a}-{b}/{size}"));
+        assert!(body == layer[a..=b], "bytes {a}-{b} differ");
+    }
+    assert_eq!(upstream_blob_gets(&upstream).await, 1.0, "one upstream download");
 }
