@@ -960,8 +960,11 @@ impl Run<'_> {
                     run: self,
                     writable_views: Default::default(),
                 };
-                let mut specs =
-                    crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
+                let crate::run::Mounts {
+                    mut specs,
+                    env: mount_env,
+                    step_files: _step_files,
+                } = crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
                 if let (Some(path), Some(heredoc)) = (script_path, heredocs.first()) {
                     specs.push(
                         crate::run::script_mount(path, heredoc, self.scratch.path())
@@ -985,7 +988,7 @@ impl Run<'_> {
                     id,
                     merged.to_owned(),
                     argv.clone(),
-                    env.clone(),
+                    env.iter().cloned().chain(mount_env).collect(),
                     workdir,
                     ids,
                     network,

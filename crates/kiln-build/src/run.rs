@@ -22,14 +22,23 @@ pub trait MountSources {
     fn writable_view(&self, source: &Path) -> Result<PathBuf, String>;
 }
 
+/// What a RUN's `--mount`s add to its container.
+#[derive(Debug, Default)]
+pub struct Mounts {
+    /// The runtime mounts.
+    pub specs: Vec<MountSpec>,
+    /// `KEY=value` environment entries (secrets with `env=`).
+    pub env: Vec<String>,
+    /// Files made for this step only (secret and writable-bind copies), removed when dropped.
+    pub step_files: Vec<tempfile::TempPath>,
+}
+
 /// Turns `--mount`s into runtime mounts. `from_names` gives, per mount with a `from=`, the name of the
 /// stage/image to take it from (the evaluator's `mount_sources`, in order).
-pub fn mounts(
-    mounts: &[Mount],
-    from_names: &[String],
-    sources: &dyn MountSources,
-) -> Result<Vec<MountSpec>, String> {
+pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSources) -> Result<Mounts, String> {
     let mut out = Vec::new();
+    let mut env = Vec::new();
+    let mut step_files = Vec::new();
     let mut from_names = from_names.iter();
     for mount in mounts {
         let from = if mount.from.is_some() {
@@ -51,10 +60,11 @@ pub fn mounts(
                     source = if source.is_dir() {
                         sources.writable_view(&source)?
                     } else {
-                        let name = format!("rw-bind-{}", out.len());
-                        let copy = sources.scratch().join(name);
+                        let copy = step_file(sources.scratch(), "rw-bind-")?;
                         fs_err::copy(&source, &copy).map_err(|e| e.to_string())?;
-                        copy
+                        let path = copy.to_path_buf();
+                        step_files.push(copy);
+                        path
                     };
                 }
                 out.push(MountSpec::Bind {
@@ -80,30 +90,76 @@ pub fn mounts(
                 let id = mount
                     .id
                     .clone()
+                    .or_else(|| mount.env.clone())
                     .unwrap_or_else(|| target.rsplit('/').next().unwrap_or_default().to_owned());
+                let Some(file) = sources.secret(&id) else {
+                    if mount.required {
+                        return Err(format!(
+                            "secret `{id}` is required but was not given (use --secret id={id},src=FILE)"
+                        ));
+                    }
+                    continue;
+                };
+                if let Some(name) = &mount.env {
+                    let value = fs_err::read_to_string(&file)
+                        .map_err(|e| format!("secret `{id}` cannot be read as text for env={name}: {e}"))?;
+                    env.push(format!("{name}={value}"));
+                    // With env= and no target, BuildKit mounts nothing.
+                    if mount.target.is_none() {
+                        continue;
+                    }
+                }
                 let destination = if target.is_empty() {
                     format!("/run/secrets/{id}")
                 } else {
                     target
                 };
-                match sources.secret(&id) {
-                    Some(file) => out.push(MountSpec::Bind {
-                        source: file,
-                        destination,
-                        readonly: true,
-                    }),
-                    None if mount.required => {
-                        return Err(format!(
-                            "secret `{id}` is required but was not given (use --secret id={id},src=FILE)"
-                        ));
-                    }
-                    None => {}
-                }
+                // A private copy with the mount's owner and mode (BuildKit: 0:0, 0400), never the user's
+                // file itself, whose mode and owner the RUN's user may not match.
+                let copy = secret_copy(&file, sources.scratch(), mount)?;
+                out.push(MountSpec::Bind {
+                    source: copy.to_path_buf(),
+                    destination,
+                    readonly: true,
+                });
+                step_files.push(copy);
             }
             MountType::Ssh => return Err("--mount=type=ssh is not supported".to_owned()),
         }
     }
-    Ok(out)
+    Ok(Mounts {
+        specs: out,
+        env,
+        step_files,
+    })
+}
+
+/// A new empty file in `scratch`, removed when the returned path is dropped.
+fn step_file(scratch: &Path, prefix: &str) -> Result<tempfile::TempPath, String> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(scratch)
+        .map(tempfile::NamedTempFile::into_temp_path)
+        .map_err(|e| format!("cannot create a file in {}: {e}", scratch.display()))
+}
+
+/// Copies the secret `file` into `scratch` as the mount asks (owner `uid:gid`, default 0:0; `mode`,
+/// default 0400). The file is created with the final mode before any byte is written.
+fn secret_copy(file: &Path, scratch: &Path, mount: &Mount) -> Result<tempfile::TempPath, String> {
+    // tempfile creates the file 0600, so the secret is never readable by others on the way.
+    let copy = step_file(scratch, "secret-")?;
+    let mode = mount.mode.unwrap_or(0o400) & 0o7777;
+    let mut from = fs_err::File::open(file).map_err(|e| e.to_string())?;
+    let mut to = fs_err::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .map_err(|e| e.to_string())?;
+    std::io::copy(&mut from, &mut to).map_err(|e| format!("{}: {e}", copy.display()))?;
+    std::os::unix::fs::chown(&copy, Some(mount.uid.unwrap_or(0)), Some(mount.gid.unwrap_or(0)))
+        .map_err(|e| format!("{}: {e}", copy.display()))?;
+    fs_err::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| e.to_string())?;
+    Ok(copy)
 }
 
 /// Writes a heredoc script to the scratch folder and mounts it where the evaluator's argv expects it.

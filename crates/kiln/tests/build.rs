@@ -976,6 +976,8 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
     f.write("mounts/ignored.log", "must not be copied\n");
     f.write("mounts/.dockerignore", "*.log\n");
     let secret = f.write("secret.txt", "s3cr3t\n");
+    // Owner-only on the host: the RUN reads kiln's copy, made with the mount's owner and mode.
+    fs_err::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let file = f.write(
         "mounts/Dockerfile",
         "FROM busybox:test\n\
@@ -985,6 +987,10 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
          RUN --mount=type=cache,target=/cache echo run >> /cache/count && wc -l < /cache/count > /cache-count.txt\n\
          RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n\
          RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-seen.txt\n\
+         RUN --mount=type=secret,id=token,env=TOKEN,target=/s,mode=0440,gid=65534 echo \"$TOKEN\" > /secret-env.txt && stat -c '%u:%g %a' /s > /secret-meta.txt\n\
+         USER nobody\n\
+         RUN --mount=type=secret,id=token,uid=65534 cat /run/secrets/token > /tmp/nobody-secret.txt\n\
+         USER root\n\
          RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /net.txt\n\
          COPY . /ctx-copy/\n",
     );
@@ -1021,6 +1027,21 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
     assert_eq!(read("tmpfs.txt"), "x\n");
     assert!(!rootfs.join("scratch/x").exists());
     assert_eq!(read("secret-seen.txt"), "s3cr3t\n");
+    assert_eq!(
+        read("secret-env.txt"),
+        "s3cr3t\n\n",
+        "env= gives the secret's content"
+    );
+    assert_eq!(
+        read("secret-meta.txt"),
+        "0:65534 440\n",
+        "the mount's owner and mode, not the file's"
+    );
+    assert_eq!(
+        read("tmp/nobody-secret.txt"),
+        "s3cr3t\n",
+        "uid= lets a non-root USER read it"
+    );
     assert!(
         !rootfs.join("run/secrets/token").exists(),
         "the secret stays out of the image"
