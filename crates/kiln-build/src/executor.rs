@@ -959,6 +959,7 @@ impl Run<'_> {
                 let sources = RunMounts {
                     run: self,
                     writable_views: Default::default(),
+                    cache_leases: Default::default(),
                 };
                 let crate::run::Mounts {
                     mut specs,
@@ -1128,6 +1129,8 @@ struct RunMounts<'r, 'b> {
     run: &'r Run<'b>,
     /// The throwaway overlays of writable bind mounts, unmounted when the step's mounts go.
     writable_views: std::cell::RefCell<Vec<Snapshot>>,
+    /// The cache mounts held for the step.
+    cache_leases: std::cell::RefCell<Vec<crate::cache_mount::CacheLease>>,
 }
 
 impl crate::run::MountSources for RunMounts<'_, '_> {
@@ -1138,10 +1141,10 @@ impl crate::run::MountSources for RunMounts<'_, '_> {
         }
     }
 
-    fn cache_dir(&self, id: &str) -> Result<PathBuf, String> {
-        let name = hex::encode(Sha256::digest(id.as_bytes()));
-        let dir = self.run.builder.state.join("cache-mounts").join(name);
-        fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    fn cache_dir(&self, mount: &kiln_dockerfile::Mount, id: &str) -> Result<PathBuf, String> {
+        let (dir, lease) =
+            crate::cache_mount::acquire(&self.run.builder.state.join("cache-mounts"), mount, id)?;
+        self.cache_leases.borrow_mut().push(lease);
         Ok(dir)
     }
 

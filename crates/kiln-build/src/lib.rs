@@ -2,6 +2,7 @@
 
 mod archive;
 pub mod cache;
+mod cache_mount;
 pub mod config;
 pub mod context;
 pub mod copy;

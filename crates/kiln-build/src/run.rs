@@ -11,8 +11,9 @@ pub trait MountSources {
     /// The host folder to bind for `--mount=type=bind` (or `cache,from=`) from the stage/image `from`,
     /// or the build context when `from` is `None`.
     fn bind_source(&self, from: Option<&str>) -> Result<PathBuf, String>;
-    /// The host folder of a cache mount with this id.
-    fn cache_dir(&self, id: &str) -> Result<PathBuf, String>;
+    /// The host folder of the cache mount `mount` (with this id), held as its `sharing` mode says for
+    /// the duration of the step, and created with its `uid`, `gid` and `mode` when new.
+    fn cache_dir(&self, mount: &Mount, id: &str) -> Result<PathBuf, String>;
     /// The host file of a secret.
     fn secret(&self, id: &str) -> Option<PathBuf>;
     /// A scratch folder for files kiln makes for this step (heredoc scripts).
@@ -75,7 +76,7 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
             }
             MountType::Cache => {
                 let id = mount.id.clone().unwrap_or_else(|| target.clone());
-                let dir = sources.cache_dir(&id)?;
+                let dir = sources.cache_dir(mount, &id)?;
                 out.push(MountSpec::Bind {
                     source: dir,
                     destination: target,

@@ -985,6 +985,7 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
          RUN --mount=type=bind,target=/ctx,rw echo changed > /ctx/tool.sh && touch /ctx/new && cat /ctx/tool.sh > /rw.txt\n\
          RUN --mount=type=bind,source=tool.sh,target=/t.sh,rw echo changed > /t.sh && cat /t.sh >> /rw.txt\n\
          RUN --mount=type=cache,target=/cache echo run >> /cache/count && wc -l < /cache/count > /cache-count.txt\n\
+         RUN --mount=type=cache,id=owned,target=/c2,uid=65534,mode=0700,sharing=locked stat -c '%u %a' /c2 > /cache-meta.txt\n\
          RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt\n\
          RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-seen.txt\n\
          RUN --mount=type=secret,id=token,env=TOKEN,target=/s,mode=0440,gid=65534 echo \"$TOKEN\" > /secret-env.txt && stat -c '%u:%g %a' /s > /secret-meta.txt\n\
@@ -1023,6 +1024,11 @@ fn run_mounts_secrets_network_none_and_dockerignore() {
     assert!(
         !rootfs.join("cache").join("count").exists(),
         "cache mount content is not in the image"
+    );
+    assert_eq!(
+        read("cache-meta.txt"),
+        "65534 700\n",
+        "a new cache folder gets the mount's owner and mode"
     );
     assert_eq!(read("tmpfs.txt"), "x\n");
     assert!(!rootfs.join("scratch/x").exists());
