@@ -92,42 +92,28 @@ fn create(dir: &Path, mount: &Mount) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn mount(sharing: Sharing) -> Mount {
-        Mount {
-            kind: kiln_dockerfile::MountType::Cache,
-            target: Some("/cache".into()),
-            source: None,
-            from: None,
-            id: None,
-            sharing: Some(sharing),
-            readonly: false,
-            required: false,
-            mode: None,
-            uid: None,
-            gid: None,
-            size: None,
-            env: None,
-        }
+    fn mount(sharing: &str) -> Mount {
+        Mount::parse(&format!("type=cache,target=/cache,sharing={sharing}")).unwrap()
     }
 
     #[test]
     fn private_caches_split_when_busy_and_locked_ones_wait() {
         let tmp = tempfile::tempdir().unwrap();
-        let (a, lease_a) = acquire(tmp.path(), &mount(Sharing::Private), "apt").unwrap();
-        let (b, _lease_b) = acquire(tmp.path(), &mount(Sharing::Private), "apt").unwrap();
+        let (a, lease_a) = acquire(tmp.path(), &mount("private"), "apt").unwrap();
+        let (b, _lease_b) = acquire(tmp.path(), &mount("private"), "apt").unwrap();
         assert_ne!(a, b, "a busy private cache gives another folder");
         drop(lease_a);
-        let (again, _lease) = acquire(tmp.path(), &mount(Sharing::Private), "apt").unwrap();
+        let (again, _lease) = acquire(tmp.path(), &mount("private"), "apt").unwrap();
         assert_eq!(again, a, "a free one is reused");
-        let (s1, _l1) = acquire(tmp.path(), &mount(Sharing::Shared), "go").unwrap();
-        let (s2, _l2) = acquire(tmp.path(), &mount(Sharing::Shared), "go").unwrap();
+        let (s1, _l1) = acquire(tmp.path(), &mount("shared"), "go").unwrap();
+        let (s2, _l2) = acquire(tmp.path(), &mount("shared"), "go").unwrap();
         assert_eq!(s1, s2);
 
-        let (_, held) = acquire(tmp.path(), &mount(Sharing::Locked), "lk").unwrap();
+        let (_, held) = acquire(tmp.path(), &mount("locked"), "lk").unwrap();
         let root = tmp.path().to_owned();
         let (sender, receiver) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let got = acquire(&root, &mount(Sharing::Locked), "lk").map(|(dir, _)| dir);
+            let got = acquire(&root, &mount("locked"), "lk").map(|(dir, _)| dir);
             sender.send(got.is_ok()).unwrap();
         });
         assert!(

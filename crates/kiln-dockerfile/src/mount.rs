@@ -173,6 +173,13 @@ fn ram_in_bytes(value: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+impl Mount {
+    /// Parses one literal `--mount` value (`type=cache,target=/c,sharing=locked`) with BuildKit's defaults.
+    pub fn parse(value: &str) -> Result<Mount, String> {
+        parse_mount(value, None)
+    }
+}
+
 /// Parse one `--mount` value. `expand` is applied to each value (BuildKit expands mount options at
 /// dispatch; at parse time pass `None` to validate the literal text).
 pub(crate) fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, String> {
