@@ -46,6 +46,8 @@ pub struct BuildOptions {
     pub file_label: String,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh ID=SOCKET`: ssh agents that `RUN --mount=type=ssh` may use.
+    pub ssh_agents: BTreeMap<String, PathBuf>,
     /// Whether `RUN --security=insecure` may run with every capability (`--allow security.insecure`).
     pub allow_insecure: bool,
     /// Whether a plain COPY from the context into new paths writes its layer straight from the
@@ -65,6 +67,7 @@ impl Default for BuildOptions {
             no_cache: false,
             file_label: "Dockerfile".to_owned(),
             secrets: BTreeMap::new(),
+            ssh_agents: BTreeMap::new(),
             allow_insecure: false,
             direct_copy: true,
         }
@@ -960,6 +963,7 @@ impl Run<'_> {
                     run: self,
                     writable_views: Default::default(),
                     cache_leases: Default::default(),
+                    ssh_agents: Default::default(),
                 };
                 let crate::run::Mounts {
                     mut specs,
@@ -1131,6 +1135,8 @@ struct RunMounts<'r, 'b> {
     writable_views: std::cell::RefCell<Vec<Snapshot>>,
     /// The cache mounts held for the step.
     cache_leases: std::cell::RefCell<Vec<crate::cache_mount::CacheLease>>,
+    /// The ssh agent sockets of the step.
+    ssh_agents: std::cell::RefCell<Vec<crate::ssh_agent::AgentProxy>>,
 }
 
 impl crate::run::MountSources for RunMounts<'_, '_> {
@@ -1150,6 +1156,16 @@ impl crate::run::MountSources for RunMounts<'_, '_> {
 
     fn secret(&self, id: &str) -> Option<PathBuf> {
         self.run.options.secrets.get(id).cloned()
+    }
+
+    fn ssh_agent(&self, id: &str, uid: u32, gid: u32, mode: u32) -> Result<Option<PathBuf>, String> {
+        let Some(agent) = self.run.options.ssh_agents.get(id) else {
+            return Ok(None);
+        };
+        let proxy = crate::ssh_agent::AgentProxy::start(agent, uid, gid, mode)?;
+        let socket = proxy.socket().to_owned();
+        self.ssh_agents.borrow_mut().push(proxy);
+        Ok(Some(socket))
     }
 
     fn scratch(&self) -> &Path {

@@ -14,6 +14,7 @@ mod prune;
 mod remote;
 pub mod run;
 pub mod snapshot;
+mod ssh_agent;
 
 pub use error::{BuildError, StepAt};
 pub use executor::{BuildOptions, BuildOutput, Builder, Events, Quiet, StepStatus, base_references};

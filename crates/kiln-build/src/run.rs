@@ -16,6 +16,9 @@ pub trait MountSources {
     fn cache_dir(&self, mount: &Mount, id: &str) -> Result<PathBuf, String>;
     /// The host file of a secret.
     fn secret(&self, id: &str) -> Option<PathBuf>;
+    /// A socket forwarding to the ssh agent `id` for the duration of the step, owned by `uid:gid` with
+    /// `mode`; `None` when the build was given no such agent.
+    fn ssh_agent(&self, id: &str, uid: u32, gid: u32, mode: u32) -> Result<Option<PathBuf>, String>;
     /// A scratch folder for files kiln makes for this step (heredoc scripts).
     fn scratch(&self) -> &Path;
     /// A writable throwaway view of the folder `source` for the duration of the step: what the RUN
@@ -40,6 +43,7 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
     let mut out = Vec::new();
     let mut env = Vec::new();
     let mut step_files = Vec::new();
+    let mut ssh_mounts = 0usize;
     let mut from_names = from_names.iter();
     for mount in mounts {
         let from = if mount.from.is_some() {
@@ -125,7 +129,34 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
                 });
                 step_files.push(copy);
             }
-            MountType::Ssh => return Err("--mount=type=ssh is not supported".to_owned()),
+            MountType::Ssh => {
+                let id = mount.id.clone().unwrap_or_else(|| "default".to_owned());
+                let uid = mount.uid.unwrap_or(0);
+                let gid = mount.gid.unwrap_or(0);
+                let Some(socket) = sources.ssh_agent(&id, uid, gid, mount.mode.unwrap_or(0o600))? else {
+                    if mount.required {
+                        return Err(format!(
+                            "ssh agent `{id}` is required but was not given (use --ssh {id}[=SOCKET])"
+                        ));
+                    }
+                    continue;
+                };
+                let destination = if target.is_empty() {
+                    format!("/run/buildkit/ssh_agent.{ssh_mounts}")
+                } else {
+                    target
+                };
+                // As BuildKit: the first ssh mount is the RUN's SSH_AUTH_SOCK.
+                if ssh_mounts == 0 {
+                    env.push(format!("SSH_AUTH_SOCK={destination}"));
+                }
+                ssh_mounts += 1;
+                out.push(MountSpec::Bind {
+                    source: socket,
+                    destination,
+                    readonly: false,
+                });
+            }
         }
     }
     Ok(Mounts {

@@ -772,6 +772,11 @@ pub struct BuildArgs {
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
     pub secrets: Vec<String>,
 
+    /// An ssh agent for `RUN --mount=type=ssh` (repeatable): `default` is $SSH_AUTH_SOCK; `ID=SOCKET` names
+    /// another agent socket. The RUN gets a socket that forwards to it, never the keys themselves.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+
     /// Run every step even if the instruction cache has its result.
     #[arg(long)]
     pub no_cache: bool,

@@ -1207,3 +1207,133 @@ fn platforms_are_the_hosts_and_a_foreign_one_is_refused() {
         "{err}"
     );
 }
+
+/// A real ssh-agent (killed when dropped) holding one new ed25519 key commented `kiln-test-key`.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Option<Agent> {
+        if !["ssh-agent", "ssh-add", "ssh-keygen", "ldd"]
+            .into_iter()
+            .all(require_tool)
+        {
+            return None;
+        }
+        let key = dir.join("key");
+        let keygen = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-test-key", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        kiln_test_support::ok(keygen);
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent = Agent { child, socket };
+        for _ in 0..100 {
+            if agent.socket.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        kiln_test_support::ok(
+            Command::new("ssh-add")
+                .arg(&key)
+                .env("SSH_AUTH_SOCK", &agent.socket)
+                .output()
+                .unwrap(),
+        );
+        Some(agent)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies `binary` and the shared libraries `ldd` lists for it into `sysroot`, at their own paths, so it
+/// runs in the busybox image.
+fn copy_with_libraries(binary: &str, sysroot: &Path) {
+    let out = kiln_test_support::run(Command::new("ldd").arg(binary));
+    let libraries = out.lines().filter_map(|line| {
+        let path = line.split("=>").last()?.split_whitespace().next()?;
+        path.starts_with('/').then(|| path.to_owned())
+    });
+    for path in libraries.chain([binary.to_owned()]) {
+        let dest = sysroot.join(path.trim_start_matches('/'));
+        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs_err::copy(&path, &dest).unwrap();
+    }
+}
+
+#[test]
+fn ssh_mounts_forward_the_agent_with_the_mounts_owner() {
+    let Some(f) = Fixture::new() else { return };
+    let Some(agent) = Agent::start(f.tmp.path()) else {
+        return;
+    };
+    copy_with_libraries("/usr/bin/ssh-add", &f.path("ssh/sysroot"));
+    let file = f.write(
+        "ssh/Dockerfile",
+        "FROM busybox:test\n\
+         COPY sysroot/ /\n\
+         RUN --mount=type=ssh ssh-add -l > /keys.txt && echo \"$SSH_AUTH_SOCK\" >> /keys.txt\n\
+         USER nobody\n\
+         RUN --mount=type=ssh,id=other,uid=65534,target=/tmp/agent ssh-add -l > /tmp/nobody-keys.txt\n",
+    );
+    let socket = agent.socket.to_str().unwrap();
+    let default = format!("default={socket}");
+    let other = format!("other={socket}");
+    f.ok(&[
+        "build",
+        "-f",
+        file.to_str().unwrap(),
+        "-t",
+        "localhost/ssh:1",
+        "--ssh",
+        &default,
+        "--ssh",
+        &other,
+    ]);
+    if let Some(rootfs) = f.unpack("localhost/ssh:1") {
+        let keys = fs_err::read_to_string(rootfs.join("keys.txt")).unwrap();
+        assert!(keys.contains("kiln-test-key (ED25519)"), "{keys}");
+        assert!(keys.ends_with("/run/buildkit/ssh_agent.0\n"), "{keys}");
+        let nobody = fs_err::read_to_string(rootfs.join("tmp/nobody-keys.txt")).unwrap();
+        assert!(nobody.contains("kiln-test-key"), "{nobody}");
+        assert!(
+            !rootfs.join("run/buildkit/ssh_agent.0").exists(),
+            "the socket stays out of the image"
+        );
+    }
+    // A required agent that is not given, and an agent that is not a socket, are refused.
+    let required = f.write(
+        "ssh/Required",
+        "FROM busybox:test\nRUN --mount=type=ssh,required true\n",
+    );
+    let err = f.fails(&[
+        "build",
+        "-f",
+        required.to_str().unwrap(),
+        "--context",
+        f.path("ssh").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("Required:2") && err.contains("--ssh default"),
+        "{err}"
+    );
+    let not_socket = format!("default={}", f.path("ssh/Required").display());
+    let err = f.fails(&["build", "-f", required.to_str().unwrap(), "--ssh", &not_socket]);
+    assert!(err.contains("not an agent socket"), "{err}");
+}

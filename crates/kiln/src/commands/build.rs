@@ -52,6 +52,38 @@ fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
+/// `--ssh ID[=SOCKET]`: each agent must be a listening socket (key files are refused: kiln forwards
+/// agents, it does not hold keys).
+fn parse_ssh_agents(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = BTreeMap::new();
+    for item in items {
+        let (id, socket) = match item.split_once('=') {
+            Some((id, socket)) => (id, PathBuf::from(socket)),
+            None => {
+                let Some(socket) = std::env::var_os("SSH_AUTH_SOCK") else {
+                    bail!(
+                        "--ssh {item}: no socket given and SSH_AUTH_SOCK is not set (use --ssh {item}=SOCKET)"
+                    );
+                };
+                (item.as_str(), PathBuf::from(socket))
+            }
+        };
+        if id.is_empty() || id.contains(',') {
+            bail!("--ssh `{item}` needs ID[=SOCKET]");
+        }
+        let meta = fs_err::metadata(&socket).with_context(|| format!("--ssh {id}"))?;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "--ssh {id}: {} is not an agent socket (kiln forwards ssh agents; load keys with ssh-add)",
+                socket.display()
+            );
+        }
+        out.insert(id.to_owned(), socket);
+    }
+    Ok(out)
+}
+
 fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
     Ok(BuildOptions {
         build_args: parse_pairs(&args.build_args, "--build-arg")?,
@@ -66,6 +98,7 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
         no_cache: args.no_cache,
         file_label,
         secrets: parse_secrets(&args.secrets)?,
+        ssh_agents: parse_ssh_agents(&args.ssh)?,
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
         direct_copy: true,
     })
