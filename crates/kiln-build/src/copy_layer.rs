@@ -1,5 +1,5 @@
-//! COPY straight to a layer: the common COPY from the context into new paths is described as a
-//! [`kiln_rootfs::tree::Tree`] and written as a tar from its sources, instead of creating every file
+//! COPY straight to a layer: the common COPY from the context (or `--from` a stage or image) into new
+//! paths is described as a [`kiln_rootfs::tree::Tree`] and written as a tar from its sources, instead of creating every file
 //! in the step's overlay and reading it back to capture it (for a 200 MB context that round trip,
 //! with ext4's inode allocation, was half of the build's CPU time).
 //!
@@ -299,14 +299,14 @@ mod tests {
     fn through_overlay(
         dir: &Path,
         image: &Path,
-        ctx: &BuildContext,
+        sources: &Sources<'_>,
         names: &[&str],
         params: &CopyParams,
     ) -> Vec<u8> {
         let (_step, upper, merged, mount) = step_overlay(dir, image);
         let root = Root::open(&merged).unwrap();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        crate::copy::copy(&root, &Sources::Context(ctx), &names, params).unwrap();
+        crate::copy::copy(&root, sources, &names, params).unwrap();
         drop(root);
         mount.unmount().unwrap();
         crate::prune::prune_unchanged_dirs(&upper, &[image.to_path_buf()]).unwrap();
@@ -323,14 +323,14 @@ mod tests {
     fn described(
         dir: &Path,
         image: &Path,
-        ctx: &BuildContext,
+        sources: &Sources<'_>,
         names: &[&str],
         params: &CopyParams,
     ) -> Option<Vec<u8>> {
         let (_step, _upper, merged, _mount) = step_overlay(dir, image);
         let root = Root::open(&merged).unwrap();
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let items = crate::copy::plan(&root, &Sources::Context(ctx), &names, params).unwrap();
+        let items = crate::copy::plan(&root, sources, &names, params).unwrap();
         let tree = describe(&root, &merged, &items, params.owner.unwrap_or((0, 0)), EPOCH)?;
         let mut out = Vec::new();
         let options = CaptureOptions {
@@ -395,15 +395,24 @@ mod tests {
             (vec!["empty"], params("/srv")),
             (vec!["srv"], params("/srv")),
         ];
-        for (names, p) in &cases {
-            let direct = described(dir.path(), &image, &ctx, names, p)
-                .unwrap_or_else(|| panic!("COPY {names:?} {} took the overlay path", p.dest));
-            let overlay = through_overlay(dir.path(), &image, &ctx, names, p);
-            assert!(
-                direct == overlay,
-                "COPY {names:?} {}: the described layer differs",
-                p.dest
-            );
+        // From the context, and from a stage's tree (`COPY --from`): the same folder read both ways.
+        let stage = dir.path().join("ctx");
+        for sources in [Sources::Context(&ctx), Sources::Tree(&stage)] {
+            for (names, p) in &cases {
+                let direct = described(dir.path(), &image, &sources, names, p)
+                    .unwrap_or_else(|| panic!("COPY {names:?} {} took the overlay path", p.dest));
+                let overlay = through_overlay(dir.path(), &image, &sources, names, p);
+                assert!(
+                    direct == overlay,
+                    "COPY {names:?} {} ({}): the described layer differs",
+                    p.dest,
+                    if matches!(sources, Sources::Tree(_)) {
+                        "--from"
+                    } else {
+                        "context"
+                    }
+                );
+            }
         }
     }
 
@@ -421,7 +430,7 @@ mod tests {
             (vec!["a.txt", "link"], "/etc/existing/"), // a file on the way
         ] {
             assert!(
-                described(dir.path(), &image, &ctx, &names, &params(dest)).is_none(),
+                described(dir.path(), &image, &Sources::Context(&ctx), &names, &params(dest)).is_none(),
                 "COPY {names:?} {dest} was described"
             );
         }

@@ -173,6 +173,13 @@ struct Run<'b> {
     downloads: Downloads,
 }
 
+/// A layer a step described instead of writing it into its overlay (`copy_layer`), with what its files
+/// are read from kept mounted until the layer is written.
+struct DescribedLayer {
+    tree: Tree,
+    _source_view: Option<Snapshot>,
+}
+
 /// What the Dockerfile evaluator needs from the build options (base configs are added by the build).
 fn eval_options(options: &BuildOptions) -> EvalOptions {
     EvalOptions {
@@ -624,7 +631,7 @@ impl Run<'_> {
         state: &mut StageState,
         description: Value,
         created_by: String,
-        action: impl FnOnce(&Self, &Root, &Path) -> Result<Option<Tree>, BuildError>,
+        action: impl FnOnce(&Self, &Root, &Path) -> Result<Option<DescribedLayer>, BuildError>,
     ) -> Result<(), BuildError> {
         let key = state.key.then(description.to_string().as_bytes());
         let blobs = self.builder.store.blobs();
@@ -648,9 +655,9 @@ impl Run<'_> {
                 let described = action(self, &root, &merged)?;
                 drop(root);
                 let layer = match described {
-                    Some(tree) => {
+                    Some(described) => {
                         drop(snapshot);
-                        self.store_tree(&tree)?
+                        self.store_tree(&described.tree)?
                     }
                     None => snapshot.commit(
                         blobs,
@@ -855,7 +862,7 @@ impl Run<'_> {
         merged: &Path,
         user: Option<&str>,
         workdir: Option<&str>,
-    ) -> Result<Option<Tree>, BuildError> {
+    ) -> Result<Option<DescribedLayer>, BuildError> {
         let workdir = workdir.unwrap_or("/").to_owned();
         match &step.args {
             StepArgs::Copy {
@@ -908,35 +915,40 @@ impl Run<'_> {
                     return Ok(None);
                 }
                 let sources = &sources;
-                match from {
-                    None => {
-                        let context = Sources::Context(self.context);
-                        let items = crate::copy::plan(root, &context, sources, &params)
-                            .map_err(|m| BuildError::step(at, m))?;
-                        // Heredoc files and extracted archives are already in the overlay.
-                        if step.keyword == "COPY"
-                            && heredocs.is_empty()
-                            && self.options.direct_copy
-                            && let Some(tree) = crate::copy_layer::describe(
-                                root,
-                                merged,
-                                &items,
-                                params.owner.unwrap_or((0, 0)),
-                                self.options.source_date_epoch,
-                            )
-                        {
-                            return Ok(Some(tree));
-                        }
-                        crate::copy::write(root, &items, &params).map_err(|m| BuildError::step(at, m))?;
-                    }
+                // `COPY --from` reads a view of the source stage or image, kept mounted until the
+                // layer is written when the copy is described.
+                let view = match from {
+                    None => None,
                     Some(source) => {
                         let layers = self.source_layers(source, at)?;
                         let lowers = self.lowers(&layers)?;
-                        let view = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
-                        crate::copy::copy(root, &Sources::Tree(view.merged()), sources, &params)
-                            .map_err(|m| BuildError::step(at, m))?;
+                        Some(Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?)
                     }
+                };
+                let source_files = match &view {
+                    None => Sources::Context(self.context),
+                    Some(view) => Sources::Tree(view.merged()),
+                };
+                let items = crate::copy::plan(root, &source_files, sources, &params)
+                    .map_err(|m| BuildError::step(at, m))?;
+                // Heredoc files and extracted archives are already in the overlay.
+                if step.keyword == "COPY"
+                    && heredocs.is_empty()
+                    && self.options.direct_copy
+                    && let Some(tree) = crate::copy_layer::describe(
+                        root,
+                        merged,
+                        &items,
+                        params.owner.unwrap_or((0, 0)),
+                        self.options.source_date_epoch,
+                    )
+                {
+                    return Ok(Some(DescribedLayer {
+                        tree,
+                        _source_view: view,
+                    }));
                 }
+                crate::copy::write(root, &items, &params).map_err(|m| BuildError::step(at, m))?;
                 Ok(None)
             }
             StepArgs::Run {
