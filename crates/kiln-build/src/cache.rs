@@ -56,6 +56,15 @@ pub struct CachedStep {
     pub layer: Option<LayerRecord>,
 }
 
+impl CachedStep {
+    /// Whether the layer blob (if any) is in `blobs` with the size the record says.
+    pub fn is_usable(&self, blobs: &BlobStore) -> bool {
+        self.layer
+            .as_ref()
+            .is_none_or(|l| blobs.size(&l.blob.digest).ok().flatten() == Some(l.blob.size))
+    }
+}
+
 /// The cache records on disk.
 #[derive(Debug, Clone)]
 pub struct StepCache {
@@ -72,17 +81,12 @@ impl StepCache {
         self.dir.join(format!("{}.json", key.hex()))
     }
 
-    /// The record for `key` if there is one whose layer is still stored.
+    /// The record for `key` if there is one whose layer is still stored: a record whose blob is gone
+    /// (or has another size) is a miss, as is one that does not parse.
     pub fn get(&self, key: &StepKey, blobs: &BlobStore) -> Option<CachedStep> {
         let bytes = fs_err::read(self.path(key)).ok()?;
         let step: CachedStep = serde_json::from_slice(&bytes).ok()?;
-        if let Some(layer) = &step.layer {
-            let size = blobs.size(&layer.blob.digest).ok()??;
-            if size != layer.blob.size {
-                return None;
-            }
-        }
-        Some(step)
+        step.is_usable(blobs).then_some(step)
     }
 
     /// Records what `key` produced.
@@ -92,17 +96,27 @@ impl StepCache {
         write_atomic(&self.path(key), &bytes)
     }
 
-    /// Every layer blob the records reference (roots for garbage collection).
-    pub fn referenced_blobs(&self) -> Vec<Digest> {
-        let Ok(read) = fs_err::read_dir(&self.dir) else {
-            return Vec::new();
+    /// Every file of the cache folder with its record, `None` for a file that is not a readable record
+    /// (a temp file left by an interrupted write, a damaged record). Empty when the folder is absent.
+    pub fn records(&self) -> Result<Vec<(PathBuf, Option<CachedStep>)>, BuildError> {
+        let read = match fs_err::read_dir(&self.dir) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(BuildError::io(&self.dir, e)),
         };
-        read.filter_map(|e| {
-            let bytes = fs_err::read(e.ok()?.path()).ok()?;
-            let step: CachedStep = serde_json::from_slice(&bytes).ok()?;
-            step.layer.map(|l| l.blob.digest)
-        })
-        .collect()
+        let mut out = Vec::new();
+        for entry in read {
+            let path = entry.map_err(|e| BuildError::io(&self.dir, e))?.path();
+            let step = path
+                .extension()
+                .is_some_and(|ext| ext == "json")
+                .then(|| fs_err::read(&path).ok())
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            out.push((path, step));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 }
 

@@ -236,7 +236,7 @@ impl<'a> Builder<'a> {
     pub fn new(store: &'a ImageStore, runtime: &'a dyn Runtime, events: &'a dyn Events) -> Builder<'a> {
         Builder {
             store,
-            state: store.root().join("kiln-build"),
+            state: store.root().join(crate::STATE_DIR),
             runtime,
             events,
         }

@@ -30,26 +30,44 @@ pub struct LayerDirs {
 /// Where the kernel publishes the ID of the current boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// The folder of layers kept (synced) when the boot ID cannot be read.
+pub(crate) const SYNCED: &str = "synced";
+
+/// The current boot's ID, if the kernel tells it (and it looks like one).
+pub(crate) fn boot_id() -> Option<String> {
+    fs_err::read_to_string(BOOT_ID)
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+}
+
+/// The name of the unpacked folder of the layer with this diff ID: `<alg>-<hex>`.
+fn folder_name(diff_id: &Digest) -> String {
+    format!("{}-{}", diff_id.algorithm(), diff_id.hex())
+}
+
+/// The diff ID an unpacked folder's name stands for (`None` for any other name).
+pub(crate) fn diff_id_of(name: &str) -> Option<Digest> {
+    let (alg, hex) = name.split_once('-')?;
+    Digest::new(kiln_oci::Algorithm::from_name(alg)?, hex).ok()
+}
+
 impl LayerDirs {
     /// Layers under `root` (created when needed): in `root/<boot-id>/`, unsynced, where the boot ID is
     /// known; else in `root/synced/`, each layer synced before use. Folders of earlier boots (and of
     /// kiln versions before boot IDs) are removed.
     pub fn new(root: PathBuf) -> LayerDirs {
-        let boot_id = fs_err::read_to_string(BOOT_ID)
-            .ok()
-            .map(|id| id.trim().to_owned())
-            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+        let boot_id = boot_id();
         let (dir, durability) = match &boot_id {
             Some(id) => (root.join(id), Durability::UntilReboot),
-            None => (root.join("synced"), Durability::Synced),
+            None => (root.join(SYNCED), Durability::Synced),
         };
         remove_stale(&root, boot_id.as_deref());
         LayerDirs { dir, durability }
     }
 
     fn path(&self, diff_id: &Digest) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}", diff_id.algorithm(), diff_id.hex()))
+        self.dir.join(folder_name(diff_id))
     }
 
     /// The unpacked folder of `layer`, unpacking its blob first if needed; the uncompressed stream must
@@ -134,7 +152,7 @@ fn remove_stale(root: &Path, boot_id: Option<&str>) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if Some(name.as_ref()) == boot_id || name == "synced" || name.starts_with(".unpack-") {
+        if Some(name.as_ref()) == boot_id || name == SYNCED || name.starts_with(".unpack-") {
             continue;
         }
         let path = entry.path();
@@ -149,5 +167,19 @@ fn remove_stale(root: &Path, boot_id: Option<&str>) {
         };
         // Best effort: what is left is tried again by the next build.
         let _ = std::fs::remove_dir_all(&doomed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_give_back_their_diff_id() {
+        let d = kiln_oci::Algorithm::Sha256.digest(b"layer");
+        assert_eq!(diff_id_of(&folder_name(&d)), Some(d));
+        for other in [".unpack-x1", ".stale-sha256-00", "sha256-xyz", "md5-00", "synced"] {
+            assert_eq!(diff_id_of(other), None, "{other}");
+        }
     }
 }

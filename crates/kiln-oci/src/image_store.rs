@@ -16,7 +16,7 @@ use crate::image::{
     ImageError, ImageIndex, ImageManifest, MAX_JSON_SIZE, OCI_LAYOUT_FILE, REF_NAME_ANNOTATION, from_json,
     to_json,
 };
-use crate::manifest::{Descriptor, ManifestKind, parse_manifest};
+use crate::manifest::{Descriptor, ManifestKind, ManifestRefs, parse_manifest};
 use crate::media_types as mt;
 use crate::store::BlobStore;
 
@@ -29,15 +29,34 @@ pub struct ImageRef {
     pub descriptor: Descriptor,
 }
 
-/// What garbage collection did.
+/// What garbage collection did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Blobs removed.
     pub removed: Vec<Digest>,
-    /// Bytes freed.
+    /// Bytes freed: removed blobs and `ingest/` files.
     pub freed: u64,
-    /// Blobs kept (reachable from a ref).
+    /// Blobs kept (reachable from a ref or one of the extra roots).
     pub kept: usize,
+    /// Stale `ingest/` files removed (their bytes are in `freed`).
+    pub ingest_files: usize,
+}
+
+/// How to collect garbage.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    /// Blobs to keep besides those the refs reach (the builder's cache records name layers this way).
+    pub roots: BTreeSet<Digest>,
+    /// Report what would be removed; remove nothing.
+    pub dry_run: bool,
+}
+
+/// The exclusive hold on the store's `gc.lock`: while it is held no import or build writes to the store,
+/// and no build uses the builder's state next to it.
+#[derive(Debug)]
+pub struct GcLock {
+    _lock: StoreLock,
+    root: PathBuf,
 }
 
 /// A resolved image: its manifest and config.
@@ -100,13 +119,7 @@ impl ImageStore {
 
     fn lock(&self, name: &str, exclusive: bool) -> Result<StoreLock, ImageError> {
         let path = self.root.join(name);
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?
-            .into_parts()
-            .0;
+        let file = open_lock_file(&path)?;
         let locked = if exclusive {
             file.lock()
         } else {
@@ -123,6 +136,31 @@ impl ImageStore {
     /// Held while writing blobs that a ref will name: garbage collection waits for it.
     pub fn lock_for_writing(&self) -> Result<StoreLock, ImageError> {
         self.lock("gc.lock", false)
+    }
+
+    /// Takes `gc.lock` exclusively, waiting for every import and build that holds it to finish.
+    pub fn lock_for_gc(&self) -> Result<GcLock, ImageError> {
+        Ok(GcLock {
+            _lock: self.lock("gc.lock", true)?,
+            root: self.root.clone(),
+        })
+    }
+
+    /// Like [`ImageStore::lock_for_gc`], but `Ok(None)` instead of waiting when an import or a build
+    /// holds the lock.
+    pub fn try_lock_for_gc(&self) -> Result<Option<GcLock>, ImageError> {
+        let path = self.root.join("gc.lock");
+        let file = open_lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(GcLock {
+                _lock: StoreLock { _file: file },
+                root: self.root.clone(),
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(std::io::Error::new(e.kind(), format!("cannot lock {}: {e}", path.display())).into())
+            }
+        }
     }
 
     /// Writes `bytes` to `path` atomically: a temp file in the same folder, fsync, rename, fsync folder.
@@ -238,6 +276,28 @@ impl ImageStore {
         Ok(bytes)
     }
 
+    /// Reads a stored manifest or index (verified) and what it references.
+    pub(crate) fn read_manifest(&self, d: &Descriptor) -> Result<(Vec<u8>, ManifestRefs), ImageError> {
+        let bytes = self.read_json_blob(d)?;
+        let refs =
+            parse_manifest(&bytes, d.media_type.as_deref()).map_err(|source| ImageError::Manifest {
+                digest: d.digest.clone(),
+                source,
+            })?;
+        Ok((bytes, refs))
+    }
+
+    /// Refuses indexes nested more than 8 deep (`depth` is `d`'s).
+    fn check_depth(&self, d: &Descriptor, depth: usize) -> Result<(), ImageError> {
+        if depth > 8 {
+            return Err(ImageError::archive(
+                &self.root,
+                format!("manifest {} nests indexes more than 8 deep", d.digest),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every blob `descriptor` reaches (itself, child manifests, configs, layers), checking each is
     /// present with its declared size. Foreign layers are not expected in the store.
     pub fn reachable(&self, descriptor: &Descriptor) -> Result<BTreeSet<Digest>, ImageError> {
@@ -268,22 +328,12 @@ impl ImageStore {
         seen: &mut BTreeSet<Digest>,
         depth: usize,
     ) -> Result<(), ImageError> {
-        if depth > 8 {
-            return Err(ImageError::archive(
-                &self.root,
-                format!("manifest {} nests indexes more than 8 deep", d.digest),
-            ));
-        }
+        self.check_depth(d, depth)?;
         self.check_present(d, referenced_by)?;
         if !seen.insert(d.digest.clone()) {
             return Ok(());
         }
-        let bytes = self.read_json_blob(d)?;
-        let refs =
-            parse_manifest(&bytes, d.media_type.as_deref()).map_err(|source| ImageError::Manifest {
-                digest: d.digest.clone(),
-                source,
-            })?;
+        let (_, refs) = self.read_manifest(d)?;
         let me = format!("manifest {}", d.digest);
         match refs.kind {
             ManifestKind::Image => {
@@ -306,12 +356,7 @@ impl ImageStore {
     pub fn resolve(&self, descriptor: &Descriptor) -> Result<ResolvedImage, ImageError> {
         let mut d = descriptor.clone();
         for _ in 0..8 {
-            let bytes = self.read_json_blob(&d)?;
-            let refs =
-                parse_manifest(&bytes, d.media_type.as_deref()).map_err(|source| ImageError::Manifest {
-                    digest: d.digest.clone(),
-                    source,
-                })?;
+            let (bytes, refs) = self.read_manifest(&d)?;
             match refs.kind {
                 ManifestKind::Image => {
                     let manifest: ImageManifest = from_json(&bytes, || format!("manifest {}", d.digest))?;
@@ -338,7 +383,18 @@ impl ImageStore {
     /// Removes every blob no ref reaches, and temporary files left in `ingest/` by interrupted writes
     /// older than an hour.
     pub fn gc(&self) -> Result<GcReport, ImageError> {
-        let _gc = self.lock("gc.lock", true)?;
+        let lock = self.lock_for_gc()?;
+        self.gc_locked(&lock, &GcOptions::default())
+    }
+
+    /// [`ImageStore::gc`] under a lock the caller holds, keeping `options.roots` too.
+    pub fn gc_locked(&self, lock: &GcLock, options: &GcOptions) -> Result<GcReport, ImageError> {
+        if lock.root != self.root {
+            return Err(ImageError::archive(
+                &self.root,
+                format!("the gc lock held is the one of {}", lock.root.display()),
+            ));
+        }
         let _index = self.lock_index()?;
         let mut keep = BTreeSet::new();
         for d in self.read_index()?.manifests {
@@ -347,16 +403,15 @@ impl ImageStore {
             self.walk(&d, &name, &mut seen, 0)?;
             keep.extend(seen);
         }
-        let mut report = GcReport {
-            kept: keep.len(),
-            ..GcReport::default()
-        };
+        keep.extend(options.roots.iter().cloned());
+        let mut report = GcReport::default();
         for digest in self.blobs.list()? {
             if keep.contains(&digest) {
+                report.kept += 1;
                 continue;
             }
             let size = self.blobs.size(&digest)?.unwrap_or(0);
-            if self.blobs.delete(&digest)? {
+            if options.dry_run || self.blobs.delete(&digest)? {
                 report.freed += size;
                 report.removed.push(digest);
             }
@@ -366,12 +421,61 @@ impl ImageStore {
             let entry = entry?;
             let meta = entry.metadata()?;
             if meta.is_file() && meta.modified().is_ok_and(|m| m < hour_ago) {
+                if !options.dry_run {
+                    fs_err::remove_file(entry.path())?;
+                }
                 report.freed += meta.len();
-                fs_err::remove_file(entry.path())?;
+                report.ingest_files += 1;
             }
         }
         Ok(report)
     }
+
+    /// The diff IDs of every image the refs name (every child of an index), from their configs.
+    pub fn named_diff_ids(&self) -> Result<BTreeSet<Digest>, ImageError> {
+        let mut out = BTreeSet::new();
+        for d in self.read_index()?.manifests {
+            self.diff_ids_of(&d, &mut out, 0)?;
+        }
+        Ok(out)
+    }
+
+    fn diff_ids_of(
+        &self,
+        d: &Descriptor,
+        out: &mut BTreeSet<Digest>,
+        depth: usize,
+    ) -> Result<(), ImageError> {
+        self.check_depth(d, depth)?;
+        let (bytes, refs) = self.read_manifest(d)?;
+        match refs.kind {
+            ManifestKind::Index => {
+                for child in &refs.manifests {
+                    self.diff_ids_of(child, out, depth + 1)?;
+                }
+            }
+            ManifestKind::Image => {
+                let manifest: ImageManifest = from_json(&bytes, || format!("manifest {}", d.digest))?;
+                let config = self.read_json_blob(&manifest.config)?;
+                let config: serde_json::Value =
+                    from_json(&config, || format!("config {}", manifest.config.digest))?;
+                if let Some(ids) = config["rootfs"]["diff_ids"].as_array() {
+                    out.extend(ids.iter().filter_map(|id| id.as_str()?.parse().ok()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<std::fs::File, ImageError> {
+    Ok(fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?
+        .into_parts()
+        .0)
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
@@ -553,5 +657,56 @@ mod tests {
         assert_eq!(report.removed.len(), 3);
         assert!(store.reachable(&a).unwrap().len() == 3);
         assert_eq!(store.blobs().list().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn gc_keeps_extra_roots_and_a_dry_run_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let a = put_image(&store, b"layer a");
+        store.set_ref("a", &a).unwrap();
+        let cached = store
+            .blobs()
+            .put(Algorithm::Sha256, b"cached layer", None)
+            .unwrap();
+        let stray = store.blobs().put(Algorithm::Sha256, b"stray", None).unwrap();
+        let lock = store.lock_for_gc().unwrap();
+        assert!(
+            store.try_lock_for_gc().unwrap().is_none(),
+            "the lock is exclusive"
+        );
+        let options = GcOptions {
+            roots: BTreeSet::from([cached.clone()]),
+            dry_run: true,
+        };
+        let dry = store.gc_locked(&lock, &options).unwrap();
+        assert_eq!(dry.removed, vec![stray.clone()]);
+        assert_eq!(dry.freed, 5);
+        assert_eq!(dry.kept, 4);
+        assert_eq!(
+            store.blobs().list().unwrap().len(),
+            5,
+            "a dry run removes nothing"
+        );
+        let real = store
+            .gc_locked(
+                &lock,
+                &GcOptions {
+                    dry_run: false,
+                    ..options
+                },
+            )
+            .unwrap();
+        assert_eq!(real, dry);
+        assert_eq!(store.blobs().size(&cached).unwrap(), Some(12));
+        assert_eq!(store.blobs().size(&stray).unwrap(), None);
+        drop(lock);
+        assert_eq!(
+            store.named_diff_ids().unwrap(),
+            BTreeSet::from([Algorithm::Sha256.digest(b"layer a")])
+        );
+        let other = ImageStore::open(dir.path().join("other")).unwrap();
+        let lock = other.try_lock_for_gc().unwrap().unwrap();
+        assert!(store.gc_locked(&lock, &GcOptions::default()).is_err());
     }
 }

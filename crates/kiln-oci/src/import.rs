@@ -17,7 +17,7 @@ use crate::image::{
     REF_NAME_ANNOTATION, from_json, normalize_name, to_json,
 };
 use crate::image_store::{ImageStore, host_platform, read_capped};
-use crate::manifest::{Descriptor, ManifestKind, parse_manifest};
+use crate::manifest::{Descriptor, ManifestKind};
 use crate::media_types as mt;
 use crate::store::StoreError;
 
@@ -449,12 +449,7 @@ fn copy_from_dir(
             .map_err(|e| mismatch(dir, &source.display().to_string(), e))?;
     }
     if is_manifest {
-        let bytes = store.read_json_blob(d)?;
-        let refs =
-            parse_manifest(&bytes, d.media_type.as_deref()).map_err(|source| ImageError::Manifest {
-                digest: d.digest.clone(),
-                source,
-            })?;
+        let (_, refs) = store.read_manifest(d)?;
         match refs.kind {
             ManifestKind::Image => {
                 for blob in &refs.blobs {

@@ -12,5 +12,7 @@ mod store;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use image::{ImageError, ImageIndex, ImageManifest};
-pub use image_store::{GcReport, ImageRef, ImageStore, ResolvedImage, StoreLock, host_platform};
+pub use image_store::{
+    GcLock, GcOptions, GcReport, ImageRef, ImageStore, ResolvedImage, StoreLock, host_platform,
+};
 pub use store::{BlobStore, BlobWriter, StoreError, VerifyingReader};

@@ -81,7 +81,11 @@ pub enum Command {
     /// Images in the content store: import, ls, inspect, export, rm (see docs/cli.md).
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Remove the content store's blobs that no image references.
+    /// Remove the content store's blobs that no image or build-cache record references, and the
+    /// builder's unpacked layers and scratch folders that nothing needs (docs/cli.md).
+    ///
+    /// The build cache is kept: a build of an unchanged Dockerfile after `kiln gc` runs no step (unless
+    /// --drop-build-cache). Waits for the builds and imports running on the store to finish.
     Gc(GcArgs),
     /// Build in-tree images that the plan marks `build` (parents first), or one Dockerfile with
     /// --dockerfile; write `image.tar.zst` artifacts and record built images in the index.
@@ -385,8 +389,18 @@ pub struct ImageRmArgs {
     pub names: Vec<String>,
 }
 
+/// `kiln gc [--drop-build-cache] [--dry-run] [--json]`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
+    /// Also remove the build cache: every instruction-cache record, the layers only they kept, every
+    /// unpacked layer folder and every `RUN --mount=type=cache` folder. The next build runs every step.
+    #[arg(long)]
+    pub drop_build_cache: bool,
+
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -42,15 +42,28 @@ impl Fixture {
         path
     }
 
-    fn kiln(&self, args: &[&str]) -> Output {
-        Command::cargo_bin("kiln")
-            .unwrap()
+    /// kiln on the fixture's store, in its temp folder.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::cargo_bin("kiln").unwrap();
+        command
             .arg("--store")
             .arg(&self.store)
             .args(args)
             .current_dir(self.tmp.path())
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
+            .env_remove("SOURCE_DATE_EPOCH");
+        command
+    }
+
+    fn kiln(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Starts kiln in the background (stdout discarded, stderr piped).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap()
     }
 
@@ -547,14 +560,7 @@ fn a_run_that_changes_nothing_adds_no_layer() {
 fn ctrl_c_stops_a_running_step_and_leaves_no_container_or_mount() {
     let Some(f) = Fixture::new() else { return };
     let file = f.write("slow/Dockerfile", "FROM busybox:test\nRUN sleep 60\n");
-    let child = Command::cargo_bin("kiln")
-        .unwrap()
-        .arg("--store")
-        .arg(&f.store)
-        .args(["build", "-f", file.to_str().unwrap(), "-t", "localhost/slow:1"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = f.spawn(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/slow:1"]);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let started = std::time::Instant::now();
     Command::new("kill")
@@ -1336,4 +1342,166 @@ fn ssh_mounts_forward_the_agent_with_the_mounts_owner() {
     let not_socket = format!("default={}", f.path("ssh/Required").display());
     let err = f.fails(&["build", "-f", required.to_str().unwrap(), "--ssh", &not_socket]);
     assert!(err.contains("not an agent socket"), "{err}");
+}
+
+/// The diff IDs of a stored image, from its config.
+fn diff_ids(f: &Fixture, name: &str) -> Vec<String> {
+    let inspect: Value = serde_json::from_str(&f.ok(&["image", "inspect", name])).unwrap();
+    inspect["config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The unpacked folder of a layer (under any boot's folder), if there is one.
+fn layer_folder(f: &Fixture, diff_id: &str) -> Option<PathBuf> {
+    let name = diff_id.replacen(':', "-", 1);
+    fs_err::read_dir(f.store.join("kiln-build/layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join(&name))
+        .find(|p| p.is_dir())
+}
+
+fn gc_json(f: &Fixture, flags: &[&str]) -> Value {
+    let args: Vec<&str> = ["gc", "--json"].iter().chain(flags).copied().collect();
+    serde_json::from_str(&f.ok(&args)).unwrap()
+}
+
+fn cache_files(f: &Fixture) -> usize {
+    fs_err::read_dir(f.store.join("kiln-build/cache")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn gc_keeps_the_build_cache_and_drops_it_when_asked() {
+    let Some(f) = Fixture::new() else { return };
+    // An intermediate stage (its layer is only ever named by a cache record), a cache mount, and layers
+    // that a second version of the image leaves only to the cache.
+    let dockerfile = "FROM busybox:test AS builder\n\
+                      RUN mkdir /out && echo built > /out/artifact\n\
+                      FROM busybox:test\n\
+                      COPY a.txt /a.txt\n\
+                      RUN --mount=type=cache,id=gc-test,target=/c cp /a.txt /c/ && cat /c/a.txt > /copy.txt\n\
+                      COPY --from=builder /out/artifact /artifact\n";
+    f.write("ctx/a.txt", "one\n");
+    let v1 = f.build(dockerfile, "ctx", "localhost/gc:1");
+    assert_eq!(v1["steps_run"], 4);
+    f.write("ctx/a.txt", "two\n");
+    f.build(dockerfile, "ctx", "localhost/gc:1");
+    let v2_layers = diff_ids(&f, "localhost/gc:1");
+    f.write("ctx/a.txt", "one\n");
+    let blobs = || fs_err::read_dir(f.store.join("blobs/sha256")).unwrap().count();
+
+    // A dry run reports and removes nothing.
+    let before = (blobs(), cache_files(&f));
+    let dry = gc_json(&f, &["--dry-run"]);
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(dry["blobs"]["removed"], 2, "v1's manifest and config: {dry}");
+    assert_eq!((blobs(), cache_files(&f)), before);
+    let text = f.ok(&["gc", "--dry-run"]);
+    assert!(text.starts_with("would remove 2 blobs"), "{text}");
+
+    // gc keeps what only the cache names: the rebuild of v1 runs nothing and gives the same image.
+    let gc = gc_json(&f, &[]);
+    assert_eq!(gc["blobs"], dry["blobs"], "{gc}");
+    assert_eq!(gc["cacheRecords"]["removed"], 0, "{gc}");
+    assert_eq!(gc["layerFolders"]["removed"], 0, "{gc}");
+    assert_eq!(blobs(), before.0 - 2);
+    let again = f.build(dockerfile, "ctx", "localhost/gc:1");
+    assert_eq!(again["steps_run"], 0, "a rebuild after gc ran steps: {again}");
+    assert_eq!(again["steps_cached"], 4);
+    assert_eq!(digest(&again), digest(&v1));
+
+    // A store collected by an older kiln: cache records whose blobs are gone are misses (the step runs
+    // again), and gc then removes them with their unpacked folders, and files that are not records.
+    let v1_layers = diff_ids(&f, "localhost/gc:1");
+    let cache_only: Vec<String> = fs_err::read_dir(f.store.join("kiln-build/cache"))
+        .unwrap()
+        .filter_map(|e| {
+            let record: Value = serde_json::from_slice(&fs_err::read(e.unwrap().path()).unwrap()).unwrap();
+            let layer = &record["layer"];
+            let diff_id = layer["diff_id"].as_str()?;
+            (!v1_layers.iter().any(|d| d == diff_id))
+                .then(|| layer["blob"]["digest"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        cache_only.len(),
+        3,
+        "the builder's layer and v2's two: {cache_only:?}"
+    );
+    for digest in &cache_only {
+        fs_err::remove_file(
+            f.store
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+    }
+    let rebuilt = f.build(dockerfile, "ctx", "localhost/gc:1");
+    assert_eq!(rebuilt["steps_run"], 1, "only the builder stage's RUN: {rebuilt}");
+    assert_eq!(digest(&rebuilt), digest(&v1));
+    fs_err::write(f.store.join("kiln-build/cache/.tmpjunk"), b"{\"layer\":").unwrap();
+    assert!(layer_folder(&f, &v2_layers[1]).is_some());
+    let gc = gc_json(&f, &[]);
+    assert_eq!(
+        gc["cacheRecords"]["removed"], 3,
+        "v2's two records and the junk: {gc}"
+    );
+    assert_eq!(gc["layerFolders"]["removed"], 2, "v2's two layers: {gc}");
+    for d in &v2_layers[1..3] {
+        assert!(layer_folder(&f, d).is_none(), "{d} is still unpacked");
+    }
+    // The base, and the COPY that the RUN needed unpacked, and the RUN's (the last COPY is written
+    // straight to its layer: no folder).
+    for d in &v1_layers[..3] {
+        assert!(layer_folder(&f, d).is_some(), "{d} of a named image was removed");
+    }
+    assert_eq!(f.build(dockerfile, "ctx", "localhost/gc:1")["steps_run"], 0);
+
+    // --drop-build-cache: every record, unpacked folder and cache mount goes; the next build runs
+    // everything and gives the same image.
+    let text = f.ok(&["gc", "--drop-build-cache"]);
+    assert!(text.contains("removed 1 cache mount folders"), "{text}");
+    assert_eq!(cache_files(&f), 0);
+    assert!(v1_layers.iter().all(|d| layer_folder(&f, d).is_none()));
+    let gc = gc_json(&f, &[]);
+    assert_eq!(gc["freed"], 0, "a second gc finds nothing: {gc}");
+    let fresh = f.build(dockerfile, "ctx", "localhost/gc:1");
+    assert_eq!(fresh["steps_run"], 4, "{fresh}");
+    assert_eq!(digest(&fresh), digest(&v1));
+}
+
+#[test]
+fn gc_waits_for_a_running_build() {
+    let Some(f) = Fixture::new() else { return };
+    let file = f.write(
+        "slow/Dockerfile",
+        "FROM busybox:test\nRUN sleep 4 && echo done > /done\n",
+    );
+    let build = f.spawn(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/slow:1"]);
+    // The step's overlay exists only while the build runs (and holds the store's gc lock).
+    let tmp = f.store.join("kiln-build/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fs_err::read_dir(&tmp).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started its step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let gc = f.kiln(&["gc", "--drop-build-cache"]);
+    let stderr = String::from_utf8_lossy(&gc.stderr);
+    assert!(gc.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting for the builds and imports"), "{stderr}");
+    let out = build.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        f.ok(&["image", "inspect", "localhost/slow:1"])
+            .contains("localhost/slow:1")
+    );
 }
