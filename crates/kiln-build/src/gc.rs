@@ -309,4 +309,135 @@ mod tests {
             0
         );
     }
+
+    /// A store with a named image, cache records (usable, dangling, layerless, junk), layer folders of
+    /// this boot and another, a scratch leftover and a cache mount; what each collection does to them.
+    #[test]
+    fn collect_keeps_what_names_and_records_need_and_drops_the_cache_when_asked() {
+        use crate::cache::{CachedStep, LayerRecord, StepKey};
+        use kiln_oci::Algorithm::Sha256;
+        let ok = |r: Result<(), BuildError>| r.unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = ImageStore::open(dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        let state = state_dir(&store);
+        let put = |bytes: &[u8]| {
+            let digest = store
+                .blobs()
+                .put(Sha256, bytes, None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let blob = kiln_oci::manifest::Descriptor {
+                media_type: Some(kiln_oci::media_types::OCI_LAYER_ZSTD.to_owned()),
+                digest,
+                size: bytes.len() as u64,
+                urls: None,
+                artifact_type: None,
+                annotations: None,
+            };
+            LayerRecord {
+                blob,
+                diff_id: Sha256.digest(&[bytes, b" tar"].concat()),
+            }
+        };
+        let named = put(b"named layer");
+        let cached = put(b"cached layer");
+        let gone = put(b"gone layer");
+        store
+            .blobs()
+            .delete(&gone.blob.digest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        put(b"stray");
+        let config = format!(
+            "{{\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"{}\"]}}}}",
+            named.diff_id
+        );
+        let stored = kiln_oci::compress::StoredLayer {
+            descriptor: named.blob.clone(),
+            diff_id: named.diff_id.clone(),
+            uncompressed_size: 0,
+        };
+        let manifest = kiln_oci::import::store_image(&store, config.as_bytes(), &[stored])
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.set_ref("x", &manifest).unwrap_or_else(|e| panic!("{e}"));
+
+        let cache = StepCache::new(state.join("cache"));
+        let key = |n: &str| StepKey::base(n);
+        ok(cache.put(
+            &key("cached"),
+            &CachedStep {
+                layer: Some(cached.clone()),
+            },
+        ));
+        ok(cache.put(
+            &key("gone"),
+            &CachedStep {
+                layer: Some(gone.clone()),
+            },
+        ));
+        ok(cache.put(&key("empty"), &CachedStep { layer: None }));
+        let write = |rel: &str| {
+            let path = state.join(rel);
+            fs_err::create_dir_all(path.parent().unwrap_or(&state)).unwrap_or_else(|e| panic!("{e}"));
+            fs_err::write(&path, b"data").unwrap_or_else(|e| panic!("{e}"));
+        };
+        write("cache/.tmpAbC");
+        let boot = boot_id().unwrap_or_else(|| SYNCED.to_owned());
+        let folder =
+            |l: &LayerRecord| format!("layers/{boot}/{}-{}/f", l.diff_id.algorithm(), l.diff_id.hex());
+        for layer in [&named, &cached, &gone] {
+            write(&folder(layer));
+        }
+        write(&format!("layers/{boot}/.unpack-x/layer/f"));
+        write("layers/0ther-b00t/sha256-00/f");
+        write("tmp/step-zz/upper/f");
+        write("cache-mounts/abc/f");
+        write("cache-mounts/abc.lock");
+
+        let run = |drop_build_cache, dry_run| {
+            let lock = store.lock_for_gc().unwrap_or_else(|e| panic!("{e}"));
+            collect(
+                &store,
+                &lock,
+                GcOptions {
+                    drop_build_cache,
+                    dry_run,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let tally = |removed, freed, kept| Tally { removed, freed, kept };
+        let dry = run(false, true);
+        let real = run(false, false);
+        assert_eq!(dry, real, "a dry run reports what the real one does");
+        assert_eq!(real.blobs.removed.len(), 1, "the stray blob: {real:?}");
+        assert_eq!(real.blobs.kept, 4, "the image's three blobs and the cached layer");
+        let record_bytes =
+            |k: &str| fs_err::metadata(state.join("cache").join(format!("{}.json", key(k).hex())));
+        assert_eq!(real.cache_records.removed, 2, "the dangling record and the junk");
+        assert_eq!(real.cache_records.kept, 2);
+        assert!(record_bytes("gone").is_err() && record_bytes("cached").is_ok());
+        assert_eq!(
+            real.layer_folders,
+            tally(3, 12, 2),
+            "gone's folder, .unpack-x, the other boot's"
+        );
+        assert!(state.join(folder(&named)).exists() && state.join(folder(&cached)).exists());
+        assert!(!state.join(folder(&gone)).exists());
+        assert_eq!(real.scratch, tally(1, 4, 0));
+        assert_eq!(real.cache_mounts, tally(0, 0, 1));
+        assert!(cache.get(&key("cached"), store.blobs()).is_some());
+
+        let dropped = run(true, false);
+        assert_eq!(dropped.cache_records, tally(2, dropped.cache_records.freed, 0));
+        assert_eq!(dropped.blobs.removed, vec![cached.blob.digest.clone()]);
+        assert_eq!(dropped.layer_folders, tally(2, 8, 0));
+        assert_eq!(dropped.cache_mounts, tally(1, 4, 0));
+        assert_eq!(
+            fs_err::read_dir(state.join("cache-mounts"))
+                .map(Iterator::count)
+                .ok(),
+            Some(0)
+        );
+        assert!(cache.get(&key("cached"), store.blobs()).is_none());
+        assert_eq!(run(true, false).freed(), 0, "nothing is left to collect");
+    }
 }
