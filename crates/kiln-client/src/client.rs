@@ -10,7 +10,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
 use crate::auth::{Challenge, CredentialSource, Credentials, parse_challenge};
-use crate::error::ClientError;
+use crate::error::{ClientError, causes};
 use crate::progress::{NoProgress, Progress};
 use crate::reference::{endpoint_of, is_loopback};
 use crate::tls::CertDir;
@@ -254,23 +254,15 @@ impl Client {
                 Ok(r) => return Ok(r),
                 // A TLS handshake against a plain-HTTP server fails at once: try the next scheme.
                 Err(e) if e.is_connect() && url.scheme() == "https" => {
-                    return Err(ClientError::Http {
-                        method: "GET".to_owned(),
-                        url: url.to_string(),
-                        source: e,
-                    });
+                    return Err(ClientError::http("GET", url.as_str(), e));
                 }
                 Err(e) if attempt < self.config.retries && (e.is_connect() || e.is_timeout()) => {
                     attempt += 1;
-                    self.config.progress.retry(&format!("GET {url}"), &e.to_string());
+                    self.config.progress.retry(&format!("GET {url}"), &causes(&e));
                     tokio::time::sleep(self.delay(attempt, None)).await;
                 }
                 Err(e) => {
-                    return Err(ClientError::Http {
-                        method: "GET".to_owned(),
-                        url: url.to_string(),
-                        source: e,
-                    });
+                    return Err(ClientError::http("GET", url.as_str(), e));
                 }
             }
         }
@@ -337,11 +329,10 @@ impl Client {
         if let Some(c) = &conn.credentials {
             request = request.header(AUTHORIZATION, c.basic_header());
         }
-        let response = request.send().await.map_err(|e| ClientError::Http {
-            method: "GET".to_owned(),
-            url: url.to_string(),
-            source: e,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::http("GET", url.as_str(), e))?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
@@ -356,10 +347,12 @@ impl Client {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let answer: TokenAnswer = response
-            .json()
-            .await
-            .map_err(|e| auth_err(format!("token endpoint {realm} sent an unreadable answer: {e}")))?;
+        let answer: TokenAnswer = response.json().await.map_err(|e| {
+            auth_err(format!(
+                "token endpoint {realm} sent an unreadable answer: {}",
+                causes(&e)
+            ))
+        })?;
         let token = answer
             .token
             .or(answer.access_token)
@@ -449,15 +442,11 @@ impl Client {
                     attempt += 1;
                     self.config
                         .progress
-                        .retry(&format!("{method} {url}"), &e.to_string());
+                        .retry(&format!("{method} {url}"), &causes(&e));
                     tokio::time::sleep(self.delay(attempt, None)).await;
                 }
                 Err(e) => {
-                    return Err(ClientError::Http {
-                        method: method.to_string(),
-                        url: url.to_string(),
-                        source: e,
-                    });
+                    return Err(ClientError::http(method.as_str(), url.as_str(), e));
                 }
             }
         }

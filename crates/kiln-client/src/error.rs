@@ -15,14 +15,15 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
-    /// The request could not be sent or its answer not read (after retries).
-    #[error("{method} {url}: {source}")]
+    /// The request could not be sent or its answer not read (after retries). The message carries the
+    /// transport's causes (connection refused, a TLS error, a timeout), not only reqwest's summary.
+    #[error("{method} {url}: {}", causes(.source))]
     Http {
         /// The method.
         method: String,
         /// The URL.
         url: String,
-        /// The transport error.
+        /// The transport error (without its URL: the message names it); see [`ClientError::http`].
         #[source]
         source: reqwest::Error,
     },
@@ -139,7 +140,33 @@ fn detail(code: &Option<String>, message: &str) -> String {
     }
 }
 
+/// An error and its causes, `: `-separated, each said once: reqwest, hyper and the OS each wrap the one
+/// below, and a summary such as `error sending request` alone hides whether the connection was refused,
+/// the certificate rejected or the time up.
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 impl ClientError {
+    /// A transport error of `method url`.
+    pub fn http(method: &str, url: &str, source: reqwest::Error) -> ClientError {
+        ClientError::Http {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            source: source.without_url(),
+        }
+    }
+
     /// The HTTP status of a [`ClientError::Status`].
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -86,11 +86,7 @@ fn range_end(r: &reqwest::Response) -> Option<u64> {
 
 /// Maps a transport error of `method url` to [`ClientError::Http`].
 fn http_error<'a>(method: &'a str, url: &'a Url) -> impl FnOnce(reqwest::Error) -> ClientError + 'a {
-    move |source| ClientError::Http {
-        method: method.to_owned(),
-        url: url.to_string(),
-        source,
-    }
+    move |source| ClientError::http(method, url.as_str(), source)
 }
 
 fn with_query(url: &Url, key: &str, value: &str) -> Url {

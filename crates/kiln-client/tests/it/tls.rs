@@ -1,5 +1,6 @@
 //! TLS: kiln serve with a self-signed certificate is trusted through `--cert-dir` (its CA), refused
-//! without it (the system's roots do not know it), and accepted with verification off (`--insecure`).
+//! without it (the system's roots do not know it), and accepted with verification off (`--insecure`);
+//! transport errors say their cause (an unknown issuer, a refused connection) and the URL.
 
 use std::sync::Arc;
 
@@ -52,7 +53,8 @@ async fn cert_dir_ca_is_trusted_and_nothing_else() {
             matches!(&err, ClientError::Http { url, .. } if url.starts_with("https://")),
             "{host}: {err:?}"
         );
-        assert!(format!("{err:?}").contains("UnknownIssuer"), "{host}: {err:?}");
+        // The message itself says why, not only reqwest's "error sending request".
+        assert!(err.to_string().contains("UnknownIssuer"), "{host}: {err}");
 
         let insecure = client_with(None, |c| {
             c.cert_dir = Some(empty.clone());
@@ -64,4 +66,18 @@ async fn cert_dir_ca_is_trusted_and_nothing_else() {
         );
     }
     let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_named_with_its_url() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let target: Reference = format!("{addr}/org/app:1").parse().unwrap();
+    let client = client_with(None, |c| c.retries = 0);
+    let err = client.head_manifest(&target).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ClientError::Http { .. }), "{err:?}");
+    assert!(message.contains(&format!("://{addr}/v2/")), "{message}");
+    assert!(message.to_lowercase().contains("connection refused"), "{message}");
 }
