@@ -6,58 +6,32 @@
 #
 #   bench/push-pull.sh                 # a ~200 MB single-layer image (random bytes, zstd), 3 reps
 #   bench/push-pull.sh --mb 1000 --reps 5
+#   bench/push-pull.sh --quick         # 20 MB, 1 rep: does it still run
 #
 # Env: KILN_BIN (default: target/release/kiln under CARGO_TARGET_DIR or ./target; build it first with
-# `cargo build --release -p kiln`). Needs skopeo and docker-registry; installs nothing. Every run pushes
-# to fresh repositories, so each push uploads every blob. skopeo pushes from an OCI layout of the same
-# store image (`--preserve-digests`, no recompression) and pulls into an OCI layout; kiln pulls into a
-# fresh store. Prints median wall seconds and ratios (skopeo / kiln; above 1 means kiln is faster).
+# `cargo build --release -p kiln`). Needs skopeo, docker-registry, curl and python3; installs nothing.
+# Every run pushes to fresh repositories, so each push uploads every blob. skopeo pushes from an OCI
+# layout of the same store image (`--preserve-digests`, no recompression) and pulls into an OCI layout;
+# kiln pulls into a fresh store. Prints median wall seconds and ratios (skopeo / kiln; above 1 means kiln
+# is faster).
 set -euo pipefail
 
-WORKSPACE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 MB=200
 REPS=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --mb) MB="$2"; shift 2 ;;
         --reps) REPS="$2"; shift 2 ;;
-        *) echo "bench/push-pull.sh: unknown option $1 (use --mb N, --reps N)" >&2; exit 2 ;;
+        --quick) MB=20; REPS=1; shift ;;
+        *) echo "$BENCH: unknown option $1 (use --mb N, --reps N, --quick, --help)" >&2; exit 2 ;;
     esac
 done
 
 KILN="${KILN_BIN:-${CARGO_TARGET_DIR:-$WORKSPACE/target}/release/kiln}"
-if [ ! -x "$KILN" ]; then
-    echo "bench/push-pull.sh: no kiln binary at $KILN: run \`cargo build --release -p kiln\` (or set KILN_BIN)" >&2
-    exit 1
-fi
-for tool in skopeo docker-registry python3; do
-    command -v "$tool" >/dev/null || { echo "bench/push-pull.sh: $tool is not installed" >&2; exit 1; }
-done
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-# Runs a command quietly and prints its wall seconds.
-timed() {
-    local start end
-    start="$(now)"
-    if ! "$@" >"$WORK/last.log" 2>&1; then
-        echo "bench/push-pull.sh: failed: $*" >&2
-        cat "$WORK/last.log" >&2
-        exit 1
-    fi
-    end="$(now)"
-    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
-}
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+require_bin "$KILN" 'run `cargo build --release -p kiln` (or set KILN_BIN)'
+require_tools skopeo docker-registry curl python3
 
 echo "building a ${MB} MB image…" >&2
 mkdir -p "$WORK/root/bin"
@@ -68,36 +42,8 @@ STORE="$WORK/store"
 "$KILN" --store "$STORE" -q image export bench:1 -o "$WORK/layout/" >/dev/null
 rm -rf "$WORK/root"
 
-KPORT="$(free_port)"
-"$KILN" serve --listen "127.0.0.1:$KPORT" --root "$WORK/kreg" 2>"$WORK/kserve.log" &
-PIDS+=("$!")
-DPORT="$(free_port)"
-cat >"$WORK/reg.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $WORK/dreg}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$DPORT}
-YML
-docker-registry serve "$WORK/reg.yml" >"$WORK/dreg.log" 2>&1 &
-PIDS+=("$!")
-for port in "$KPORT" "$DPORT"; do
-    for _ in $(seq 100); do
-        curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-done
-
-# skopeo remembers where it pushed a blob (its blob-info cache) and mounts it from there the next time,
-# which would turn its later pushes into mounts. As root, each skopeo run gets an empty cache in a private
-# mount namespace; otherwise the figures say so.
-SKOPEO=(skopeo)
-if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
-    mkdir -p /var/lib/containers/cache
-    SKOPEO=(unshare -m --propagation private sh -c \
-        'mount -t tmpfs tmpfs /var/lib/containers/cache && exec skopeo "$@"' skopeo)
-else
-    echo "bench/push-pull.sh: not root: skopeo keeps its blob-info cache, its later pushes may be mounts" >&2
-fi
+start_registries
+skopeo_without_cache
 
 declare -A T
 record() { T["$1"]+="$2 "; }
@@ -152,8 +98,8 @@ for name in "kiln serve" "docker-registry"; do
     ops="push pull tag"
     [ "$name" = "kiln serve" ] && ops="$ops promote"
     for op in $ops; do
-        kv="$(echo "${T["$name $op kiln"]}" | tr ' ' '\n' | grep . | median)"
-        sv="$(echo "${T["$name $op skopeo"]}" | tr ' ' '\n' | grep . | median)"
+        kv="$(median_of "${T["$name $op kiln"]}")"
+        sv="$(median_of "${T["$name $op skopeo"]}")"
         ratio="$(awk -v k="$kv" -v s="$sv" 'BEGIN { printf "%.2f×", s / k }')"
         printf '| %s | %s | %.3f | %.3f | %s |\n' "$name" "$op" "$kv" "$sv" "$ratio"
     done

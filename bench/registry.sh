@@ -18,7 +18,8 @@
 # you want to measure. Ratios are kiln / distribution (throughput: above 1 is better; latency: below 1).
 set -euo pipefail
 
-WORKSPACE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init "$@"
 SIZES=1,10,100
 REPS=5
 CHUNK_MIB=5
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
         --mixed-sizes-kib) MIXED_SIZES_KIB="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --quick) SIZES=1,10; REPS=3; SKOPEO_REPS=1; MIXED_SECONDS=10; shift ;;
-        *) echo "bench/registry.sh: unknown option $1 (see the header of this script)" >&2; exit 2 ;;
+        *) echo "$BENCH: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
@@ -46,63 +47,16 @@ TARGET="${CARGO_TARGET_DIR:-$WORKSPACE/target}/release"
 KILN="${KILN_BIN:-$TARGET/kiln}"
 REGBENCH="${REGBENCH_BIN:-$TARGET/kiln-regbench}"
 for bin in "$KILN" "$REGBENCH"; do
-    if [ ! -x "$bin" ]; then
-        echo "bench/registry.sh: no binary at $bin: run \`cargo build --release -p kiln -p kiln-bench\`" >&2
-        exit 1
-    fi
+    require_bin "$bin" 'run `cargo build --release -p kiln -p kiln-bench`'
 done
-for tool in skopeo docker-registry curl python3; do
-    command -v "$tool" >/dev/null || { echo "bench/registry.sh: $tool is not installed" >&2; exit 1; }
-done
+require_tools skopeo docker-registry curl python3
 wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-timed() {
-    local start end
-    start="$(now)"
-    if ! "$@" >"$WORK/last.log" 2>&1; then
-        echo "bench/registry.sh: failed: $*" >&2
-        cat "$WORK/last.log" >&2
-        exit 1
-    fi
-    end="$(now)"
-    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
-}
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 hwm_mb() { awk '/^VmHWM/ { printf "%.1f", $2 * 1024 / 1e6 }' "/proc/$1/status"; }
 
-KPORT="$(free_port)"
-"$KILN" serve --listen "127.0.0.1:$KPORT" --root "$WORK/kreg" 2>"$WORK/kserve.log" &
-KPID=$!
-PIDS+=("$KPID")
-DPORT="$(free_port)"
-cat >"$WORK/reg.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $WORK/dreg}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$DPORT}
-YML
-docker-registry serve "$WORK/reg.yml" >"$WORK/dreg.log" 2>&1 &
-DPID=$!
-PIDS+=("$DPID")
-for port in "$KPORT" "$DPORT"; do
-    for _ in $(seq 100); do
-        curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-done
+start_registries
 
-echo "# bench/registry.sh $(date -u +%FT%TZ), kiln $("$KILN" --version 2>/dev/null | head -1), $(docker-registry --version 2>/dev/null | head -1)"
+echo "# $BENCH $(date -u +%FT%TZ), kiln $("$KILN" --version 2>/dev/null | head -1), $(docker-registry --version 2>/dev/null | head -1)"
 echo "# load at start: $(uptime)"
 echo
 
@@ -114,13 +68,7 @@ fi
 if wants skopeo; then
     echo "writing a ${IMAGE_MIB} MiB image (4 layers) into an OCI layout…" >&2
     "$REGBENCH" layout "$WORK/layout" --mib "$IMAGE_MIB" --layers 4 >/dev/null
-    # skopeo's blob-info cache would turn later pushes into mounts: as root, each run gets an empty one.
-    SKOPEO=(skopeo)
-    if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
-        mkdir -p /var/lib/containers/cache
-        SKOPEO=(unshare -m --propagation private sh -c \
-            'mount -t tmpfs tmpfs /var/lib/containers/cache && exec skopeo "$@"' skopeo)
-    fi
+    skopeo_without_cache
     declare -A T
     for rep in $(seq "$SKOPEO_REPS"); do
         if [ $((rep % 2)) = 1 ]; then order="kiln distribution"; else order="distribution kiln"; fi
@@ -138,8 +86,8 @@ if wants skopeo; then
     printf '\nskopeo copy of a %s MiB image (4 layers), median of %s, wall seconds\n\n' "$IMAGE_MIB" "$SKOPEO_REPS"
     printf '| operation | kiln s | distribution s | kiln / distribution (throughput) |\n|---|---:|---:|---:|\n'
     for op in push pull; do
-        kv="$(echo "${T["kiln $op"]}" | tr ' ' '\n' | grep . | median)"
-        dv="$(echo "${T["distribution $op"]}" | tr ' ' '\n' | grep . | median)"
+        kv="$(median_of "${T["kiln $op"]}")"
+        dv="$(median_of "${T["distribution $op"]}")"
         printf '| %s | %.3f | %.3f | **%.2f×** |\n' "$op" "$kv" "$dv" "$(awk -v k="$kv" -v d="$dv" 'BEGIN { print d / k }')"
     done
     echo
