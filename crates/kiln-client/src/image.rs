@@ -196,11 +196,7 @@ impl Client {
         for (d, bytes) in &manifests {
             let media_type = d.media_type.clone().unwrap_or_default();
             let is_root = d.digest == root.digest;
-            let reference = if is_root && target.digest.is_none() {
-                target.clone()
-            } else {
-                target.with_digest(d.digest.clone())
-            };
+            let reference = manifest_reference(target, &d.digest, is_root);
             let digest = self.put_manifest(&reference, bytes, &media_type).await?;
             if is_root {
                 top = Some((digest, media_type, bytes.len() as u64));
@@ -223,27 +219,19 @@ impl Client {
         platforms: &PlatformChoice,
     ) -> Result<Transferred, ClientError> {
         let _writing = store.lock_for_writing()?;
-        let Resolved {
-            manifests,
-            blobs,
-            root,
-        } = self.resolve(source, platforms).await?;
+        let resolved = self.resolve(source, platforms).await?;
         let outcomes = self
-            .for_each_blob(blobs.values(), |b| self.pull_blob(source, b, store.blobs()))
+            .for_each_blob(resolved.blobs.values(), |b| {
+                self.pull_blob(source, b, store.blobs())
+            })
             .await?;
-        for m in &manifests {
+        for m in &resolved.manifests {
             store
                 .blobs()
                 .put(m.digest.algorithm(), &m.bytes, Some(&m.digest))?;
         }
-        store.set_ref(name, &root.descriptor())?;
-        Ok(summary(
-            source,
-            root.digest.clone(),
-            root.media_type.clone(),
-            root.bytes.len() as u64,
-            &outcomes,
-        ))
+        store.set_ref(name, &resolved.root.descriptor())?;
+        Ok(resolved.summary(source, &outcomes))
     }
 
     /// Runs `each` on every blob, as many at once as the configuration allows; returns each outcome with
@@ -328,33 +316,19 @@ impl Client {
         target: &Reference,
         platforms: &PlatformChoice,
     ) -> Result<Transferred, ClientError> {
-        let Resolved {
-            manifests,
-            blobs,
-            root,
-        } = self.resolve(source, platforms).await?;
+        let resolved = self.resolve(source, platforms).await?;
         let outcomes = self
-            .for_each_blob(blobs.values(), |b| async move {
+            .for_each_blob(resolved.blobs.values(), |b| async move {
                 self.copy_blob(&source.with_digest(b.digest.clone()), target, b)
                     .await
             })
             .await?;
         // `resolve` lists parents before children: put them the other way round.
-        for m in manifests.iter().rev() {
-            let reference = if m.digest == root.digest && target.digest.is_none() {
-                target.clone()
-            } else {
-                target.with_digest(m.digest.clone())
-            };
+        for m in resolved.manifests.iter().rev() {
+            let reference = manifest_reference(target, &m.digest, m.digest == resolved.root.digest);
             self.put_manifest(&reference, &m.bytes, &m.media_type).await?;
         }
-        Ok(summary(
-            target,
-            root.digest.clone(),
-            root.media_type.clone(),
-            root.bytes.len() as u64,
-            &outcomes,
-        ))
+        Ok(resolved.summary(target, &outcomes))
     }
 
     /// Puts the manifest `source` points to under each of `tags` in the same repository: its exact bytes
@@ -456,6 +430,31 @@ struct Resolved {
     manifests: Vec<Manifest>,
     blobs: BTreeMap<Digest, Descriptor>,
     root: Manifest,
+}
+
+impl Resolved {
+    /// What was transferred to or from `reference`, the root manifest naming the image.
+    fn summary(&self, reference: &Reference, outcomes: &[(BlobOutcome, u64)]) -> Transferred {
+        let root = &self.root;
+        let size = root.bytes.len() as u64;
+        summary(
+            reference,
+            root.digest.clone(),
+            root.media_type.clone(),
+            size,
+            outcomes,
+        )
+    }
+}
+
+/// Where a manifest of an image goes at `target`: the root under the target's tag (when it names one
+/// rather than a digest), every other manifest by its digest.
+fn manifest_reference(target: &Reference, digest: &Digest, is_root: bool) -> Reference {
+    if is_root && target.digest.is_none() {
+        target.clone()
+    } else {
+        target.with_digest(digest.clone())
+    }
 }
 
 fn summary(

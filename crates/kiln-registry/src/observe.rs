@@ -26,7 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::names::RepoName;
 use crate::storage::{Storage, Usage};
@@ -90,6 +90,20 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
+/// Registers `m` as `name` (with its unit, which Prometheus appends to the name) and returns it.
+fn register<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>, m: M) -> M {
+    match unit {
+        Some(unit) => r.register_with_unit(name, help, unit, m.clone()),
+        None => r.register(name, help, m.clone()),
+    }
+    m
+}
+
+/// [`register`] of a new default metric (a counter, gauge or family of them).
+fn metric<M: Metric + Clone + Default>(r: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> M {
+    register(r, name, help, unit, M::default())
+}
+
 /// How long a computed storage size is reused: walking a large root on every scrape would be costly.
 const USAGE_TTL: Duration = Duration::from_secs(10);
 
@@ -113,86 +127,47 @@ pub(crate) struct Observer {
 
 impl Observer {
     fn new(storage: Arc<dyn Storage>) -> Observer {
-        let mut registry = Registry::with_prefix("kiln_registry");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "HTTP requests answered, by method, route template and status",
-            requests.clone(),
-        );
-        let request_bytes = Family::<RouteLabels, Counter>::default();
-        registry.register_with_unit(
-            "request",
-            "Request body bytes received",
-            Unit::Bytes,
-            request_bytes.clone(),
-        );
-        let response_bytes = Family::<RouteLabels, Counter>::default();
-        registry.register_with_unit(
-            "response",
-            "Response body bytes sent",
-            Unit::Bytes,
-            response_bytes.clone(),
-        );
-        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            duration_histogram as fn() -> Histogram,
-        );
-        registry.register_with_unit(
-            "request_duration",
-            "Time from the request's arrival to the last byte of its response",
-            Unit::Seconds,
-            duration.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register("requests_in_flight", "Requests being answered", in_flight.clone());
-        let blob_bytes_written = Counter::default();
-        registry.register_with_unit(
-            "blob_written",
-            "Blob bytes accepted into upload sessions (successful POST, PATCH and PUT bodies)",
-            Unit::Bytes,
-            blob_bytes_written.clone(),
-        );
-        let blob_bytes_served = Counter::default();
-        registry.register_with_unit(
-            "blob_served",
-            "Blob bytes sent by blob GETs",
-            Unit::Bytes,
-            blob_bytes_served.clone(),
-        );
-        let uploads = Counter::default();
-        registry.register(
-            "blob_uploads",
-            "Upload sessions completed as blobs",
-            uploads.clone(),
-        );
-        let mounts = Counter::default();
-        registry.register("blob_mounts", "Cross-repository blob mounts", mounts.clone());
-        let storage_bytes = Gauge::default();
-        registry.register_with_unit(
-            "storage",
-            "Bytes of stored blobs, manifests included (deduplicated across repositories)",
-            Unit::Bytes,
-            storage_bytes.clone(),
-        );
-        let storage_blobs = Gauge::default();
-        registry.register(
-            "storage_blobs",
-            "Stored blobs, manifests included",
-            storage_blobs.clone(),
-        );
+        let mut r = Registry::with_prefix("kiln_registry");
+        let bytes = Some(Unit::Bytes);
         Observer {
-            registry,
-            requests,
-            request_bytes,
-            response_bytes,
-            duration,
-            in_flight,
-            blob_bytes_written,
-            blob_bytes_served,
-            uploads,
-            mounts,
-            storage_bytes,
-            storage_blobs,
+            requests: metric(
+                &mut r,
+                "requests",
+                "HTTP requests answered, by method, route template and status",
+                None,
+            ),
+            request_bytes: metric(&mut r, "request", "Request body bytes received", bytes.clone()),
+            response_bytes: metric(&mut r, "response", "Response body bytes sent", bytes.clone()),
+            duration: register(
+                &mut r,
+                "request_duration",
+                "Time from the request's arrival to the last byte of its response",
+                Some(Unit::Seconds),
+                Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            ),
+            in_flight: metric(&mut r, "requests_in_flight", "Requests being answered", None),
+            blob_bytes_written: metric(
+                &mut r,
+                "blob_written",
+                "Blob bytes accepted into upload sessions (successful POST, PATCH and PUT bodies)",
+                bytes.clone(),
+            ),
+            blob_bytes_served: metric(
+                &mut r,
+                "blob_served",
+                "Blob bytes sent by blob GETs",
+                bytes.clone(),
+            ),
+            uploads: metric(&mut r, "blob_uploads", "Upload sessions completed as blobs", None),
+            mounts: metric(&mut r, "blob_mounts", "Cross-repository blob mounts", None),
+            storage_bytes: metric(
+                &mut r,
+                "storage",
+                "Bytes of stored blobs, manifests included (deduplicated across repositories)",
+                bytes,
+            ),
+            storage_blobs: metric(&mut r, "storage_blobs", "Stored blobs, manifests included", None),
+            registry: r,
             storage,
             usage: Mutex::new(None),
         }
