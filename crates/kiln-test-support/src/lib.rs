@@ -95,6 +95,45 @@ pub fn podman_env(dir: &Path, cmd: &mut Command) {
         .env("CONTAINERS_CONF", conf.join("containers.conf"));
 }
 
+/// podman with storage and configuration of its own under `dir/podman` ([`podman_env`]); dropping it
+/// runs `podman system reset` and unmounts what podman left mounted below `dir`.
+#[derive(Debug)]
+pub struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    /// podman keeping its state under `dir`.
+    pub fn new(dir: &Path) -> Podman {
+        Podman { dir: dir.to_owned() }
+    }
+
+    /// `podman ARGS` with this storage, to run as the caller likes (more arguments, env, a failure).
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.tool("podman", args)
+    }
+
+    /// `podman`, `buildah` or `skopeo` with ARGS, sharing this storage and configuration.
+    pub fn tool(&self, name: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(name);
+        cmd.args(args);
+        podman_env(&self.dir, &mut cmd);
+        cmd
+    }
+
+    /// Runs `podman ARGS`, which must succeed; returns its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        run(&mut self.command(args))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.command(&["system", "reset", "--force"]).output();
+        unmount_below(&self.dir);
+    }
+}
+
 /// The stdout of a command that must have succeeded (else a panic showing both outputs).
 pub fn ok(out: std::process::Output) -> String {
     assert!(
@@ -142,13 +181,22 @@ pub struct Server {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     child: std::process::Child,
+    log: Option<PathBuf>,
 }
 
 impl Server {
-    /// Stops the server now (to prove later answers do not need it).
+    /// Stops the server now with SIGKILL (to prove later answers do not need it, or to crash it).
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// What the server wrote to its log file so far ([`start_kiln_serve_logging`]); empty without one.
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -157,6 +205,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in kiln serve's `listening on http(s)://ADDR` line, if `text` holds it.
+fn listening_addr(text: &str) -> Option<String> {
+    let rest = text
+        .split("listening on http://")
+        .nth(1)
+        .or_else(|| text.split("listening on https://").nth(1))?;
+    Some(rest.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
 /// Starts `kiln serve` (given as `cmd`, with `--listen 127.0.0.1:0`) and waits for its
@@ -179,20 +236,50 @@ pub fn start_kiln_serve(cmd: &mut Command) -> Server {
             panic!("kiln serve stopped before listening:\n{text}");
         }
         text.push_str(&line);
-        let rest = line
-            .split("listening on http://")
-            .nth(1)
-            .or_else(|| line.split("listening on https://").nth(1));
-        if let Some(rest) = rest {
-            let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+        if let Some(addr) = listening_addr(&line) {
             let label = addr.clone();
             std::thread::spawn(move || {
                 for line in stderr.lines().map_while(Result::ok) {
                     eprintln!("[{label}] {line}");
                 }
             });
-            return Server { addr, child };
+            return Server {
+                addr,
+                child,
+                log: None,
+            };
         }
+    }
+}
+
+/// [`start_kiln_serve`] with kiln serve's stderr in the file `log` (read it with [`Server::log_text`]).
+#[allow(clippy::zombie_processes)] // `Server` kills and waits for it when dropped
+pub fn start_kiln_serve_logging(cmd: &mut Command, log: &Path) -> Server {
+    let file = fs_err::File::create(log).expect("create the log file");
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(file.into_parts().0)
+        .spawn()
+        .expect("kiln serve starts");
+    let mut server = Server {
+        addr: String::new(),
+        child,
+        log: Some(log.to_owned()),
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let text = server.log_text();
+        if let Some(addr) = listening_addr(&text) {
+            server.addr = addr;
+            return server;
+        }
+        let stopped = server.child.try_wait().ok().flatten().is_some();
+        assert!(!stopped, "kiln serve stopped before listening:\n{text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "kiln serve is slow to start:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -225,7 +312,11 @@ pub fn start_docker_registry(dir: &Path) -> Option<Server> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("docker-registry starts");
-    let server = Server { addr, child };
+    let server = Server {
+        addr,
+        child,
+        log: None,
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(&server.addr).is_ok() {
             return Some(server);

@@ -11,21 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
-use kiln_test_support::{ok, podman_env, run};
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("KILN_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{tool} is required (KILN_REQUIRE_PEERS=1) but not installed");
-        }
-        eprintln!("skipping: {tool} is not installed (set KILN_REQUIRE_PEERS=1 to fail instead)");
-    }
-    found
-}
+use kiln_test_support::{Podman, ok, require_tool, run};
 
 fn kiln(store: &Path, args: &[&str]) -> Output {
     Command::cargo_bin("kiln")
@@ -50,7 +36,7 @@ fn fails(out: Output) -> String {
 /// The busybox root filesystem of docs/peers.md.
 fn busybox_root(dir: &Path) -> Option<PathBuf> {
     if !Path::new("/bin/busybox").is_file() {
-        have("busybox-static's /bin/busybox");
+        require_tool("busybox-static's /bin/busybox");
         return None;
     }
     let root = dir.join("root");
@@ -196,7 +182,7 @@ fn root_filesystem_tar_in_any_compression_is_a_single_layer_image() {
 
 #[test]
 fn podman_loads_and_runs_the_exported_image_tar_zst() {
-    if !have("podman") || !have("runc") {
+    if !require_tool("podman") || !require_tool("runc") {
         return;
     }
     let Some((dir, store)) = base() else { return };
@@ -210,17 +196,12 @@ fn podman_loads_and_runs_the_exported_image_tar_zst() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut load = Command::new("podman");
-    load.args(["load", "-i"]).arg(d.join("image.tar.zst"));
-    podman_env(d, &mut load);
-    let loaded = run(&mut load);
+    let podman = Podman::new(d);
+    let loaded = podman.run(&["load", "-i", d.join("image.tar.zst").to_str().unwrap()]);
     assert!(loaded.contains("localhost/bb:1"), "{loaded}");
-    let mut id = Command::new("podman");
-    id.args(["image", "inspect", "--format", "{{.Id}}", "localhost/bb:1"]);
-    podman_env(d, &mut id);
-    assert_eq!(format!("sha256:{}", run(&mut id).trim()), config_digest);
-    let mut run_it = Command::new("podman");
-    run_it.args([
+    let id = podman.run(&["image", "inspect", "--format", "{{.Id}}", "localhost/bb:1"]);
+    assert_eq!(format!("sha256:{}", id.trim()), config_digest);
+    let marker = podman.run(&[
         "run",
         "--rm",
         "--network",
@@ -229,19 +210,21 @@ fn podman_loads_and_runs_the_exported_image_tar_zst() {
         "cat",
         "/etc/kiln-marker",
     ]);
-    podman_env(d, &mut run_it);
-    assert_eq!(run(&mut run_it), "made by kiln's test\n");
+    assert_eq!(marker, "made by kiln's test\n");
     // What podman saves, kiln imports with the same image ID, in both of podman's formats.
     for (format, file) in [
         ("docker-archive", "podman.tar"),
         ("oci-archive", "podman.oci.tar"),
     ] {
-        let mut save = Command::new("podman");
-        save.args(["save", "--format", format, "-o"])
-            .arg(d.join(file))
-            .arg("localhost/bb:1");
-        podman_env(d, &mut save);
-        run(&mut save);
+        let saved = d.join(file);
+        podman.run(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            saved.to_str().unwrap(),
+            "localhost/bb:1",
+        ]);
         let other = d.join(format!("store-{format}"));
         let out = ok(kiln(
             &other,
@@ -255,15 +238,11 @@ fn podman_loads_and_runs_the_exported_image_tar_zst() {
             assert_eq!(back["manifest"]["config"]["digest"], config_digest.as_str());
         }
     }
-    let mut cleanup = Command::new("podman");
-    cleanup.args(["system", "reset", "--force"]);
-    podman_env(d, &mut cleanup);
-    let _ = cleanup.output();
 }
 
 #[test]
 fn skopeo_reads_kiln_exports_and_kiln_reads_skopeo_outputs() {
-    if !have("skopeo") || !have("zstd") {
+    if !require_tool("skopeo") || !require_tool("zstd") {
         return;
     }
     let Some((dir, store)) = base() else { return };
@@ -371,7 +350,7 @@ fn skopeo_reads_kiln_exports_and_kiln_reads_skopeo_outputs() {
 
 #[test]
 fn umoci_unpacks_the_exported_layout() {
-    if !have("umoci") {
+    if !require_tool("umoci") {
         return;
     }
     let Some((dir, store)) = base() else { return };

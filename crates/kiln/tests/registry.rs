@@ -1,5 +1,6 @@
 //! `kiln push|pull|copy|tag|promote|untag` against `kiln serve` (the binary) and read back by skopeo and
-//! podman: what kiln pushes is what the peers pull, digests included.
+//! podman: what kiln pushes is what the peers pull, digests included; transport errors name their URL and
+//! cause.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 mod support;
@@ -7,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use kiln_test_support::{ok, podman_env, require_tool, run};
+use kiln_test_support::{Podman, ok, require_tool, run};
 use support::{busybox_store, json, kiln, kiln_serve};
 
 /// A temp dir whose store holds the busybox base as `bb:1`, exported as the docker-archive `bb.tar`.
@@ -136,6 +137,27 @@ fn push_pull_promote_untag_json_contract() {
 }
 
 #[test]
+fn pull_from_a_closed_port_says_the_connection_was_refused_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let out = kiln(dir.path(), &["pull", &format!("{addr}/org/app:1")]);
+    assert!(!out.status.success());
+    let stderr = stderr_of(&out);
+    // The report (after any `retrying …` lines): the causes are in its message, said once.
+    let err: Vec<&str> = stderr.lines().skip_while(|l| !l.starts_with("error: ")).collect();
+    let err = err.join("\n");
+    assert!(err.contains(&format!("://{addr}/v2/")), "{stderr}");
+    assert!(err.to_lowercase().contains("connection refused"), "{stderr}");
+    assert_eq!(
+        err.to_lowercase().matches("connection refused").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn podman_pulls_what_kiln_pushed() {
     if !require_tool("podman") {
         return;
@@ -145,18 +167,10 @@ fn podman_pulls_what_kiln_pushed() {
     let registry = serve(&d.join("reg"));
     let reference = format!("{}/pod/bb:1", registry.addr);
     let pushed = json(kiln(d, &["push", "bb:1", &reference, "--json"]));
-    let mut pull = Command::new("podman");
-    pull.args(["pull", "--tls-verify=false", &reference]);
-    podman_env(d, &mut pull);
-    run(&mut pull);
-    let mut inspect = Command::new("podman");
-    inspect.args(["image", "inspect", "--format", "{{.Digest}}", &reference]);
-    podman_env(d, &mut inspect);
-    assert_eq!(run(&mut inspect).trim(), pushed["digest"].as_str().unwrap());
-    let mut cleanup = Command::new("podman");
-    cleanup.args(["system", "reset", "--force"]);
-    podman_env(d, &mut cleanup);
-    let _ = cleanup.output();
+    let podman = Podman::new(d);
+    podman.run(&["pull", "--tls-verify=false", &reference]);
+    let seen = podman.run(&["image", "inspect", "--format", "{{.Digest}}", &reference]);
+    assert_eq!(seen.trim(), pushed["digest"].as_str().unwrap());
 }
 
 /// A repository (`images/` folder layout) beside the `bb:1` store: `app` (in-tree) and `tool` (a

@@ -192,12 +192,8 @@ fn serve_with_users_generates_a_key_and_podman_logs_in_and_pushes() {
     let registry = format!("127.0.0.1:{port}");
 
     if kiln_test_support::require_tool("podman") {
-        let podman = |args: &[&str]| {
-            let mut cmd = Command::new("podman");
-            cmd.args(args);
-            kiln_test_support::podman_env(dir.path(), &mut cmd);
-            cmd
-        };
+        let podman = kiln_test_support::Podman::new(dir.path());
+        let podman = |args: &[&str]| podman.command(args);
         let authfile = dir.path().join("auth.json");
         let authfile = authfile.to_str().unwrap();
         let empty_auth = dir.path().join("empty-auth.json");

@@ -4,73 +4,23 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use kiln_oci::{Algorithm, Digest};
-use kiln_test_support::{busybox_root, podman_env, require_tool, run, unmount_below};
+use kiln_test_support::{
+    Podman, Server, busybox_root, require_tool, run, start_docker_registry, start_kiln_serve_logging,
+};
 
-/// `kiln serve` on a free loopback port, its stderr in a file; killed (SIGKILL) when dropped.
-struct Serve {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    fn start(root: &Path, log: &Path, extra: &[&str]) -> Serve {
-        let file = std::fs::File::create(log).unwrap();
-        let child = Command::cargo_bin("kiln")
-            .unwrap()
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-            .arg(root)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        let mut serve = Serve {
-            child,
-            addr: String::new(),
-            log: log.to_owned(),
-        };
-        let started = Instant::now();
-        loop {
-            let text = serve.log_text();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                serve.addr = rest.split_whitespace().next().unwrap().to_owned();
-                return serve;
-            }
-            assert!(
-                serve.child.try_wait().unwrap().is_none(),
-                "kiln serve stopped:\n{text}"
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "kiln serve is slow to start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the server with SIGKILL.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+/// `kiln serve` on a free loopback port, its stderr in the file `log`; killed (SIGKILL) when dropped.
+fn serve(root: &Path, log: &Path, extra: &[&str]) -> Server {
+    let mut cmd = Command::cargo_bin("kiln").unwrap();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .args(extra);
+    start_kiln_serve_logging(&mut cmd, log)
 }
 
 /// An HTTP answer: status, headers (names lowercased), body.
@@ -284,23 +234,6 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
 }
 
-/// A podman/buildah/skopeo command with storage under `dir`.
-fn tool(dir: &Path, name: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(name);
-    cmd.args(args);
-    podman_env(dir, &mut cmd);
-    cmd
-}
-
-/// Unmounts podman's and buildah's leftovers before the temp dir goes.
-struct Unmount<'a>(&'a Path);
-
-impl Drop for Unmount<'_> {
-    fn drop(&mut self) {
-        unmount_below(self.0);
-    }
-}
-
 /// buildah pushes to kiln serve; podman builds a two-platform index and pushes it, skopeo reads the index
 /// back byte for byte; `kiln copy` between repositories mounts, and the JSON access log and /metrics show it.
 #[test]
@@ -309,11 +242,11 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let _unmount = Unmount(dir.path());
+    let tools = Podman::new(dir.path());
     let Some(rootfs) = busybox_root(dir.path()) else {
         return;
     };
-    let server = Serve::start(
+    let server = serve(
         &dir.path().join("reg"),
         &dir.path().join("serve.log"),
         &["--log-format", "json"],
@@ -331,14 +264,12 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
         .arg("."));
     let tar = tar.to_str().unwrap();
     for arch in ["amd64", "arm64"] {
-        run(&mut tool(
-            d,
+        run(&mut tools.tool(
             "podman",
             &["import", "--arch", arch, tar, &format!("localhost/bb:{arch}")],
         ));
     }
-    run(&mut tool(
-        d,
+    run(&mut tools.tool(
         "buildah",
         &[
             "push",
@@ -347,8 +278,7 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
             &format!("docker://{addr}/buildah/bb:1"),
         ],
     ));
-    let raw = run(&mut tool(
-        d,
+    let raw = run(&mut tools.tool(
         "skopeo",
         &[
             "inspect",
@@ -360,14 +290,9 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
     let pushed: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(pushed["layers"].as_array().unwrap().len(), 1, "{raw}");
 
-    run(&mut tool(
-        d,
-        "podman",
-        &["manifest", "create", "localhost/multi:1"],
-    ));
+    run(&mut tools.tool("podman", &["manifest", "create", "localhost/multi:1"]));
     for arch in ["amd64", "arm64"] {
-        run(&mut tool(
-            d,
+        run(&mut tools.tool(
             "podman",
             &[
                 "manifest",
@@ -380,8 +305,7 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
         ));
     }
     let digest_file = d.join("index.digest");
-    run(&mut tool(
-        d,
+    run(&mut tools.tool(
         "podman",
         &[
             "manifest",
@@ -394,18 +318,18 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
             &format!("docker://{addr}/multi/bb:1"),
         ],
     ));
-    let out = tool(
-        d,
-        "skopeo",
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--raw",
-            &format!("docker://{addr}/multi/bb:1"),
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = tools
+        .tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--raw",
+                &format!("docker://{addr}/multi/bb:1"),
+            ],
+        )
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pushed_digest = std::fs::read_to_string(&digest_file).unwrap();
     assert_eq!(
@@ -424,11 +348,7 @@ fn buildah_push_podman_index_and_mount_seen_in_the_log() {
     assert_eq!(archs, ["amd64", "arm64"]);
     for m in index["manifests"].as_array().unwrap() {
         let child = format!("docker://{addr}/multi/bb@{}", m["digest"].as_str().unwrap());
-        run(&mut tool(
-            d,
-            "skopeo",
-            &["inspect", "--tls-verify=false", "--raw", &child],
-        ));
+        run(&mut tools.tool("skopeo", &["inspect", "--tls-verify=false", "--raw", &child]));
     }
 
     // kiln copy within one registry mounts the blobs: the event and the metric show it.
@@ -515,7 +435,7 @@ fn concurrent_pushes_all_land_and_fsck_is_clean() {
     }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("reg");
-    let server = Serve::start(&root, &dir.path().join("serve.log"), &[]);
+    let server = serve(&root, &dir.path().join("serve.log"), &[]);
     let addr = server.addr.clone();
 
     // The same image four times at once (skopeo, from one OCI layout).
@@ -623,7 +543,7 @@ fn concurrent_pushes_all_land_and_fsck_is_clean() {
     let (_, catalog) = http(&addr, "GET", "/v2/_catalog", None, b"").unwrap();
     let catalog: serde_json::Value = serde_json::from_slice(&catalog).unwrap();
     assert_eq!(catalog["repositories"].as_array().unwrap().len(), 51, "{catalog}");
-    server.kill();
+    server.stop();
     fsck(&root);
 }
 
@@ -650,7 +570,7 @@ fn kill_9_during_pushes_loses_no_acknowledged_push() {
     let (mut rounds, mut attempts) = (0, 0);
     let started = Instant::now();
     while rounds < 15 && started.elapsed() < Duration::from_secs(25) {
-        let server = Serve::start(&root, &dir.path().join(format!("serve-{rounds}.log")), &[]);
+        let server = serve(&root, &dir.path().join(format!("serve-{rounds}.log")), &[]);
         let pushers: Vec<_> = (0..2)
             .map(|p| {
                 let addr = server.addr.clone();
@@ -675,7 +595,7 @@ fn kill_9_during_pushes_loses_no_acknowledged_push() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(30 + next() * 3));
-        server.kill();
+        server.stop();
         for pusher in pushers {
             let (acked, tried) = pusher.join().unwrap();
             acknowledged.extend(acked);
@@ -689,7 +609,7 @@ fn kill_9_during_pushes_loses_no_acknowledged_push() {
     );
     assert!(rounds >= 5);
     fsck(&root);
-    let server = Serve::start(&root, &dir.path().join("serve-last.log"), &[]);
+    let server = serve(&root, &dir.path().join("serve-last.log"), &[]);
     for (tag, image) in &acknowledged {
         image.check(&server.addr, "crash/image", tag).unwrap();
     }
@@ -704,56 +624,6 @@ fn kill_9_during_pushes_loses_no_acknowledged_push() {
             && l.contains("method=PUT route=/v2/{name}/manifests/{reference} path=/v2/crash/image/manifests/after repo=crash/image status=201")),
         "{log}"
     );
-}
-
-/// Debian's docker-registry (distribution 2.8) on a free loopback port, killed when dropped.
-struct Distribution {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Distribution {
-    fn start(dir: &Path) -> Distribution {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.join("reg.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                 http: {{addr: 127.0.0.1:{port}}}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        while request(&addr, "GET", "/v2/", &[], b"").is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "docker-registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Distribution { child, addr }
-    }
 }
 
 /// The path (and query) of a Location header, absolute or not.
@@ -1034,12 +904,11 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
 /// except the documented, allow-listed differences.
 #[test]
 fn differential_against_distribution() {
-    if !require_tool("docker-registry") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let kiln = Serve::start(&dir.path().join("reg"), &dir.path().join("serve.log"), &[]);
-    let distribution = Distribution::start(dir.path());
+    let Some(distribution) = start_docker_registry(&dir.path().join("distribution")) else {
+        return;
+    };
+    let kiln = serve(&dir.path().join("reg"), &dir.path().join("serve.log"), &[]);
     let ours = scenario(&kiln.addr);
     let theirs = scenario(&distribution.addr);
     assert_eq!(ours.len(), theirs.len());

@@ -1,8 +1,8 @@
 //! Speculative images end to end (docs/speculative-images.md): `kiln speculative push|pull` to and from an
 //! intermediate registry (kiln's own and Debian's `docker-registry`), a buildset registry
 //! (`kiln serve --upstream … --mirror …`) serving images that exist only upstream to skopeo and podman,
-//! the client configuration it prints, a tampered upstream blob refused and not cached, and cached images
-//! served with the upstream stopped.
+//! the client configuration it prints, a tampered upstream blob refused and not cached (also to a Range
+//! request), and cached images served with the upstream stopped.
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
 mod support;
@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use kiln_test_support::{Server, ok, podman_env, require_tool, run, start_docker_registry};
+use kiln_test_support::{Podman, Server, ok, raw_get, require_tool, run, start_docker_registry};
 use support::{busybox_store as base, json, kiln, kiln_serve};
 
 /// Pushes `bb:1` to `reference`; returns the manifest digest.
@@ -35,24 +35,6 @@ fn skopeo_pull(reference: &str, dir: &Path) -> Output {
         .arg(format!("oci:{}:x", dir.display()))
         .output()
         .unwrap()
-}
-
-fn podman(d: &Path, args: &[&str], registries_conf: Option<&Path>) -> String {
-    let mut cmd = Command::new("podman");
-    cmd.args(args);
-    podman_env(d, &mut cmd);
-    if let Some(conf) = registries_conf {
-        cmd.env("CONTAINERS_REGISTRIES_CONF", conf);
-    }
-    run(&mut cmd)
-}
-
-fn podman_reset(d: &Path) {
-    let mut cleanup = Command::new("podman");
-    cleanup.args(["system", "reset", "--force"]);
-    podman_env(d, &mut cleanup);
-    let _ = cleanup.output();
-    kiln_test_support::unmount_below(d);
 }
 
 /// The whole speculative round: a build pushes `org/app:1.0` to its buildset registry and moves it to
@@ -118,14 +100,10 @@ fn speculative_round(d: &Path, intermediate: Server) {
     assert_eq!(skopeo_digest(&reference), digest);
     ok(skopeo_pull(&reference, &d.join("layout-1")));
     if require_tool("podman") {
-        podman(d, &["pull", "--tls-verify=false", &reference], None);
-        let seen = podman(
-            d,
-            &["image", "inspect", "--format", "{{.Digest}}", &reference],
-            None,
-        );
+        let podman = Podman::new(d);
+        podman.run(&["pull", "--tls-verify=false", &reference]);
+        let seen = podman.run(&["image", "inspect", "--format", "{{.Digest}}", &reference]);
         assert_eq!(seen.trim(), digest);
-        podman_reset(d);
     }
     // Unknown anywhere: 404 (skopeo fails), not a hang or a 5xx loop.
     let missing = skopeo_pull(&format!("{}/org/none:1.0", buildset.addr), &d.join("none"));
@@ -203,21 +181,19 @@ fn buildset_registry_mirrors_registry_hosts_for_podman_with_the_printed_config()
     ));
     let conf_path = d.join("registries.conf");
     fs_err::write(&conf_path, conf).unwrap();
-    podman(d, &["pull", "quay.io/org/tool:2"], Some(&conf_path));
-    podman(d, &["pull", "docker.io/library/bb:1"], Some(&conf_path));
-    let seen = podman(
-        d,
-        &[
-            "image",
-            "inspect",
-            "--format",
-            "{{.Digest}}",
-            "quay.io/org/tool:2",
-        ],
-        Some(&conf_path),
-    );
+    let podman = Podman::new(d);
+    let mirrored = |args: &[&str]| run(podman.command(args).env("CONTAINERS_REGISTRIES_CONF", &conf_path));
+    mirrored(&["pull", "quay.io/org/tool:2"]);
+    mirrored(&["pull", "docker.io/library/bb:1"]);
+    let seen = mirrored(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Digest}}",
+        "quay.io/org/tool:2",
+    ]);
     assert_eq!(seen.trim(), tool);
-    podman_reset(d);
+    drop(podman);
 
     // Upstreams gone: served from the cache.
     quay.stop();
@@ -284,6 +260,18 @@ fn a_tampered_upstream_blob_is_refused_and_not_cached() {
                 .exists()
         );
     }
+    // A Range of the tampered blob (bytes far from the flipped one) is cut short too: its last byte
+    // waits for the digest check.
+    let (head, body) = raw_get(
+        &buildset.addr,
+        &format!("/v2/quay.io/org/app/blobs/sha256:{hex}"),
+        &["Range: bytes=0-9"],
+    );
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 206") && body.len() < 10,
+        "a Range of a tampered blob was answered whole: {head}"
+    );
+    assert!(!root.join("blobs/sha256").join(&hex).exists());
 }
 
 #[test]

@@ -7,10 +7,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use kiln_registry::RegistryConfig;
 use kiln_registry::auth::{AccessRule, Auth, AuthMode, Grant, Htpasswd, TokenKey};
+use kiln_test_support::require_tool;
 use reqwest::{Method, StatusCode};
 
 use crate::skopeo::{make_layout, skopeo, skopeo_fails};
-use crate::support::{Server, expect, have_tool, header, push_image};
+use crate::support::{Server, expect, header, push_image};
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -370,7 +371,7 @@ async fn restricted_tokens_are_not_given_to_anonymous_clients_and_mounts_need_pu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_pushes_and_pulls_through_the_token_flow() {
-    if !have_tool("skopeo") {
+    if !require_tool("skopeo") {
         return;
     }
     let s = Server::start_config(auth(AuthMode::AnonymousRead, true)).await;

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Server, have_tool, sha256};
+use kiln_test_support::require_tool;
+
+use crate::support::{Server, sha256};
 
 fn write_blob(layout: &Path, bytes: &[u8]) -> String {
     let digest = sha256(bytes);
@@ -84,7 +86,7 @@ pub fn skopeo_fails(args: &[&str]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_copies_in_and_out_inspects_lists_and_deletes() {
-    if !have_tool("skopeo") {
+    if !require_tool("skopeo") {
         return;
     }
     let server = Server::start().await;

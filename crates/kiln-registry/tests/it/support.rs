@@ -200,21 +200,6 @@ pub fn sha256(bytes: &[u8]) -> String {
     Algorithm::Sha256.digest(bytes).to_string()
 }
 
-/// Whether a peer tool is available; panics if it is missing and `KILN_REQUIRE_PEERS=1`.
-pub fn have_tool(tool: &str) -> bool {
-    let found = std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("KILN_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{tool} is required (KILN_REQUIRE_PEERS=1) but not found: apt-get install {tool}");
-        }
-        eprintln!("skipping: {tool} not found (set KILN_REQUIRE_PEERS=1 to make this a failure)");
-    }
-    found
-}
-
 /// A reqwest client. In a workspace test run, reqwest's features are unified with kiln-client's
 /// (`rustls-no-provider`), so a TLS provider must be installed first or building the client panics.
 pub fn http_client() -> reqwest::Client {

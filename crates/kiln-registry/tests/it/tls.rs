@@ -6,11 +6,11 @@ use std::sync::Arc;
 use kiln_registry::{FsStorage, RegistryConfig};
 
 use crate::skopeo::{make_layout, skopeo, skopeo_fails};
-use crate::support::have_tool;
+use kiln_test_support::require_tool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_trusts_the_self_signed_ca_and_nothing_else() {
-    if !have_tool("skopeo") {
+    if !require_tool("skopeo") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
