@@ -221,10 +221,7 @@ async fn chunked_upload_checks_content_range_continuity() {
 #[tokio::test]
 async fn final_put_with_wrong_digest_ends_the_session_without_a_blob() {
     let s = Server::start().await;
-    let (h, _) = s
-        .expect(Method::POST, "/v2/c/blobs/uploads/", StatusCode::ACCEPTED, None)
-        .await;
-    let loc = header(&h, "location").to_owned();
+    let loc = s.start_upload("c").await;
     expect(
         s.req(Method::PATCH, &loc).body("abc").send().await.unwrap(),
         StatusCode::ACCEPTED,
@@ -290,10 +287,7 @@ async fn sha512_uploads() {
     assert_eq!(body, data);
     assert_eq!(header(&h, "docker-content-digest"), d);
     // A sha256 session finished with a sha512 digest is re-hashed once.
-    let (h, _) = s
-        .expect(Method::POST, "/v2/s/blobs/uploads/", StatusCode::ACCEPTED, None)
-        .await;
-    let loc = header(&h, "location").to_owned();
+    let loc = s.start_upload("s").await;
     let d2 = kiln_oci::Algorithm::Sha512.digest(b"other").to_string();
     expect(
         s.req(Method::PUT, &format!("{loc}?digest={d2}"))
@@ -317,10 +311,7 @@ async fn sha512_uploads() {
 #[tokio::test]
 async fn cancel_upload_and_unknown_sessions() {
     let s = Server::start().await;
-    let (h, _) = s
-        .expect(Method::POST, "/v2/c/blobs/uploads/", StatusCode::ACCEPTED, None)
-        .await;
-    let loc = header(&h, "location").to_owned();
+    let loc = s.start_upload("c").await;
     // Another repository cannot use the session.
     let foreign = loc.replace("/v2/c/", "/v2/d/");
     s.expect(
@@ -366,10 +357,7 @@ async fn upload_session_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let loc = {
         let s = Server::start_at(dir.path()).await;
-        let (h, _) = s
-            .expect(Method::POST, "/v2/r/blobs/uploads/", StatusCode::ACCEPTED, None)
-            .await;
-        let loc = header(&h, "location").to_owned();
+        let loc = s.start_upload("r").await;
         expect(
             s.req(Method::PATCH, &loc).body("first ").send().await.unwrap(),
             StatusCode::ACCEPTED,

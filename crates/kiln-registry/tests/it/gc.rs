@@ -164,10 +164,7 @@ async fn gc_keeps_index_children_and_referrers_and_removes_the_unreachable() {
 async fn uploads_in_flight_survive_the_grace_period() {
     let s = Server::start().await;
     let blob = s.push_blob("app", b"uploaded, manifest not pushed yet").await;
-    let (h, _) = s
-        .expect(Method::POST, "/v2/app/blobs/uploads/", StatusCode::ACCEPTED, None)
-        .await;
-    let location = crate::support::header(&h, "location").to_owned();
+    let location = s.start_upload("app").await;
     let r = s
         .req(Method::PATCH, &location)
         .body(b"half".to_vec())

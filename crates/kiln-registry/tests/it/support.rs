@@ -107,6 +107,13 @@ impl Server {
         expect(self.req(method, path).send().await.unwrap(), status, code).await
     }
 
+    /// Starts an upload session in `repo` (202); returns its Location.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let path = format!("/v2/{repo}/blobs/uploads/");
+        let (h, _) = self.expect(Method::POST, &path, StatusCode::ACCEPTED, None).await;
+        header(&h, "location").to_owned()
+    }
+
     /// Pushes a blob monolithically; returns its digest.
     pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = Algorithm::Sha256.digest(bytes).to_string();
