@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use kiln_registry::FsStorage;
-use kiln_registry::storage::{GcOptions, TagExpiry};
+use kiln_registry::storage::{GcOptions, GcReport, TagExpiry};
 
 use crate::cli::{RegistryCommand, RegistryFsckArgs, RegistryGcArgs};
 
@@ -74,15 +74,20 @@ fn gc(args: &RegistryGcArgs) -> Result<()> {
             out.push_str(&format!("{verb} {what} {item}\n"));
         }
     }
-    out.push_str(&format!(
-        "{verb} {} blobs ({} bytes), {} manifests, {} tags, {} uploads\n",
-        report.blobs.len(),
-        report.bytes,
-        report.manifests.len(),
-        report.expired_tags.len(),
-        report.uploads.len()
-    ));
+    out.push_str(&format!("{verb} {}\n", gc_counts(&report)));
     crate::output::stdout(|w| w.write_all(out.as_bytes()))
+}
+
+/// What a gc removed (or would remove), counted on one line.
+pub fn gc_counts(r: &GcReport) -> String {
+    format!(
+        "{} blobs ({} bytes), {} manifests, {} expired tags, {} uploads",
+        r.blobs.len(),
+        r.bytes,
+        r.manifests.len(),
+        r.expired_tags.len(),
+        r.uploads.len()
+    )
 }
 
 fn fsck(args: &RegistryFsckArgs) -> Result<()> {

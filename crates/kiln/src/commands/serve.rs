@@ -141,14 +141,7 @@ async fn collect_garbage(
         let (s, o) = (storage.clone(), options.clone());
         match tokio::task::spawn_blocking(move || s.gc(&o)).await {
             Ok(Ok(r)) if r == Default::default() => {}
-            Ok(Ok(r)) => eprintln!(
-                "kiln serve: gc removed {} blobs ({} bytes), {} manifests, {} expired tags, {} uploads",
-                r.blobs.len(),
-                r.bytes,
-                r.manifests.len(),
-                r.expired_tags.len(),
-                r.uploads.len()
-            ),
+            Ok(Ok(r)) => eprintln!("kiln serve: gc removed {}", super::registry_admin::gc_counts(&r)),
             Ok(Err(e)) => eprintln!("kiln serve: gc failed: {e}"),
             Err(e) => eprintln!("kiln serve: gc task failed: {e}"),
         }
