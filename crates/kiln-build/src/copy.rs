@@ -494,6 +494,8 @@ fn write_item(
                 FileFrom::Path(path) => {
                     let input = fs_err::File::open(path).map_err(|e| e.to_string())?;
                     copy_file(input.file(), &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
+                    // After the content: a write drops `security.capability`.
+                    copy_xattrs(path, &out).map_err(|e| format!("{}: {e}", path.display()))?;
                 }
             }
             root.set_mtime(rel, item.mtime, 0).map_err(err)?;
@@ -503,6 +505,20 @@ fn write_item(
         }
     }
     Ok(())
+}
+
+/// Gives `out` the extended attributes of the source file `path` (file capabilities, `user.*`), as
+/// BuildKit's and buildah's COPY keep them.
+fn copy_xattrs(path: &Path, out: &std::fs::File) -> std::io::Result<()> {
+    for (key, value) in kiln_rootfs::layer_xattrs(path)? {
+        rustix::fs::fsetxattr(out, key.as_slice(), &value, rustix::fs::XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// Whether the source file `path` has extended attributes to copy.
+pub(crate) fn has_xattrs(path: &Path) -> bool {
+    kiln_rootfs::layer_xattrs(path).map_or(true, |x| !x.is_empty())
 }
 
 /// File to file: std's copy specializes on plain `File`s (copy_file_range, else sendfile), so the bytes

@@ -11,8 +11,8 @@
 //! that changed nothing, as the overlay path prunes it), files keep the copy's mtimes. Anything less
 //! plain returns `None` and the step takes the overlay path: a file, symlink or other non-folder of
 //! the image at a target or on the way (the overlay path replaces it, or resolves it inside the
-//! image), a folder on the way with xattrs, hard-linked sources, the same target twice, or a
-//! `SOURCE_DATE_EPOCH` in the future.
+//! image), a folder on the way with xattrs, a source file with xattrs, hard-linked sources, the same
+//! target twice, or a `SOURCE_DATE_EPOCH` in the future.
 
 use std::path::Path;
 
@@ -48,6 +48,12 @@ pub(crate) fn describe(
             continue; // the image root keeps its metadata, as in the overlay path
         }
         if item.inode.is_some() {
+            return None;
+        }
+        // Described entries carry no xattrs: a file with some takes the overlay path, which copies them.
+        if let ItemKind::File(FileFrom::Path(path)) = &item.kind
+            && crate::copy::has_xattrs(path)
+        {
             return None;
         }
         let components: Vec<Vec<u8>> = item.target.split('/').map(|c| c.as_bytes().to_vec()).collect();

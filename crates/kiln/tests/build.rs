@@ -1505,3 +1505,76 @@ fn gc_waits_for_a_running_build() {
             .contains("localhost/slow:1")
     );
 }
+
+/// The xattrs each layer entry of `name` records (`SCHILY.xattr.*` PAX keys), by path, over all layers.
+fn layer_xattrs(f: &Fixture, name: &str) -> std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> {
+    let archive = f.path(&format!("{}.tar", name.replace([':', '/'], "-")));
+    f.ok(&["image", "export", name, "-o", archive.to_str().unwrap()]);
+    let mut outer = tar::Archive::new(fs_err::File::open(&archive).unwrap());
+    let mut found = std::collections::BTreeMap::new();
+    for entry in outer.entries().unwrap() {
+        let entry = entry.unwrap();
+        if !entry.path().unwrap().to_string_lossy().ends_with(".tar") {
+            continue;
+        }
+        let mut layer = tar::Archive::new(entry);
+        for inner in layer.entries().unwrap() {
+            let mut inner = inner.unwrap();
+            let path = inner.path().unwrap().to_string_lossy().into_owned();
+            let mut xattrs = Vec::new();
+            if let Some(pax) = inner.pax_extensions().unwrap() {
+                for ext in pax {
+                    let ext = ext.unwrap();
+                    if let Some(key) = ext.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                        xattrs.push((key.to_owned(), ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+            found.insert(path, xattrs);
+        }
+    }
+    found
+}
+
+#[test]
+fn copy_keeps_file_capabilities_and_user_xattrs() {
+    let Some(f) = Fixture::new() else { return };
+    let capped = f.write("xattr/capped", "#!/bin/sh\n");
+    f.write("xattr/plain", "plain\n");
+    // cap_net_raw+ep, as `setcap cap_net_raw+ep` writes it (VFS_CAP_REVISION_2).
+    let capability = [1u8, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for (key, value) in [("security.capability", &capability[..]), ("user.kiln", b"kept")] {
+        rustix::fs::lsetxattr(&capped, key, value, rustix::fs::XattrFlags::empty()).unwrap();
+    }
+    f.build(
+        "FROM busybox:test AS first\n\
+         COPY capped plain /x/\n\
+         FROM busybox:test\n\
+         COPY --from=first /x/ /y/\n",
+        "xattr",
+        "localhost/xattr:1",
+    );
+    let want = vec![
+        ("security.capability".to_owned(), capability.to_vec()),
+        ("user.kiln".to_owned(), b"kept".to_vec()),
+    ];
+    let layers = layer_xattrs(&f, "localhost/xattr:1");
+    assert_eq!(
+        layers.get("y/capped"),
+        Some(&want),
+        "COPY --from keeps xattrs: {layers:?}"
+    );
+    assert_eq!(layers.get("y/plain"), Some(&Vec::new()));
+    // The first stage alone (its COPY step is cached from the build above).
+    f.build(
+        "FROM busybox:test\nCOPY capped plain /x/\n",
+        "xattr",
+        "localhost/xattr:2",
+    );
+    let layers = layer_xattrs(&f, "localhost/xattr:2");
+    assert_eq!(
+        layers.get("x/capped"),
+        Some(&want),
+        "COPY from the context keeps xattrs"
+    );
+}
