@@ -25,7 +25,7 @@ struct Inner {
 }
 
 /// Blobs deduplicated across repositories in one [`BlobStore`]; per-repository links, tags and referrers
-/// as small files, each written atomically (temp file, fsync, rename).
+/// as small files, each written atomically and durably (temp file, fsync, rename; empty files in place).
 #[derive(Clone)]
 pub struct FsStorage {
     inner: Arc<Inner>,
@@ -51,12 +51,29 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     fs_err::File::open(dir)?.sync_all()
 }
 
+fn parent(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no parent folder", path.display())))
+}
+
+/// Creates the empty file `path` durably: in place (an empty file has no content to tear, so no temp
+/// file, file fsync or rename), then fsyncs its folder. An existing file is kept, and its folder still
+/// fsynced: the request that created it may not have synced it yet.
+fn create_empty_durable(path: &Path) -> io::Result<()> {
+    let dir = parent(path)?;
+    fs_err::create_dir_all(dir)?;
+    fs_err::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    sync_dir(dir)
+}
+
 /// Writes `bytes` to `path` atomically: a temp file (name starting with `.`) in the same folder, fsync,
 /// rename, fsync of the folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no parent folder", path.display())))?;
+    let dir = parent(path)?;
     fs_err::create_dir_all(dir)?;
     let temp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     let result = (|| {
@@ -192,25 +209,28 @@ impl FsStorage {
     }
 
     /// Reads an upload session's metadata (`<repository>\n<algorithm>\n`) if it belongs to `repo`.
+    ///
+    /// `meta` is written without fsync (a session need not survive a crash), so after one it may be
+    /// missing, empty or cut short: all of these read as an unknown session, and the client starts over.
+    /// The session's data is re-hashed and verified against the client's digest in any case, so a lost
+    /// `meta` can never store a wrong blob.
     fn upload_meta(&self, repo: &RepoName, id: &str) -> Result<Algorithm, StorageError> {
-        let unknown = || StorageError::UploadUnknown {
-            id: id.to_owned(),
-            repository: repo.to_string(),
+        let Some(bytes) = not_found(fs_err::read(self.upload_dir(id).join("meta")))? else {
+            return Err(upload_unknown(repo, id));
         };
-        let Some(text) = not_found(fs_err::read_to_string(self.upload_dir(id).join("meta")))? else {
-            return Err(unknown());
-        };
-        let mut lines = text.lines();
-        if lines.next() != Some(repo.as_str()) {
-            return Err(unknown());
+        let mut lines = bytes.split(|b| *b == b'\n');
+        if lines.next() != Some(repo.as_str().as_bytes()) {
+            return Err(upload_unknown(repo, id));
         }
-        lines
+        let algorithm = lines
             .next()
-            .and_then(Algorithm::from_name)
-            .ok_or_else(|| StorageError::Corrupt {
-                path: self.upload_dir(id).join("meta").display().to_string(),
-                reason: "no algorithm".to_owned(),
-            })
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .and_then(Algorithm::from_name);
+        // The final newline is written last: without it the file may have been cut short.
+        match (algorithm, lines.next()) {
+            (Some(algorithm), Some(b"")) => Ok(algorithm),
+            _ => Err(upload_unknown(repo, id)),
+        }
     }
 
     fn read_manifest_link(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>, StorageError> {
@@ -231,6 +251,13 @@ impl FsStorage {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })
+    }
+}
+
+fn upload_unknown(repo: &RepoName, id: &str) -> StorageError {
+    StorageError::UploadUnknown {
+        id: id.to_owned(),
+        repository: repo.to_string(),
     }
 }
 
@@ -303,7 +330,7 @@ impl UploadSink for FsUpload {
         let result = writer.commit(Some(expected));
         let _ignored = fs_err::remove_dir_all(&dir);
         let digest = result?;
-        write_atomic(&self.storage.layer_link(&self.repo, &digest), b"")?;
+        create_empty_durable(&self.storage.layer_link(&self.repo, &digest))?;
         Ok(size)
     }
 }
@@ -335,7 +362,7 @@ impl Storage for FsStorage {
         if self.blob_size(from, digest)?.is_none() {
             return Ok(false);
         }
-        write_atomic(&self.layer_link(to, digest), b"")?;
+        create_empty_durable(&self.layer_link(to, digest))?;
         tracing::debug!(%from, %to, %digest, "mounted blob across repositories");
         Ok(true)
     }
@@ -344,7 +371,8 @@ impl Storage for FsStorage {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let dir = self.upload_dir(&id);
         fs_err::create_dir_all(&dir)?;
-        write_atomic(&dir.join("meta"), format!("{repo}\n{algorithm}\n").as_bytes())?;
+        // No fsync: a session need not survive a crash (see `upload_meta`).
+        fs_err::write(dir.join("meta"), format!("{repo}\n{algorithm}\n"))?;
         let writer = self.inner.store.resume_writer(&dir.join("data"), algorithm)?;
         self.uploads().insert(id.clone(), Slot::Idle(Box::new(writer)));
         Ok(id)
@@ -448,7 +476,7 @@ impl Storage for FsStorage {
         )?;
         if let Some(subject) = subject {
             let name = format!("{}-{}", manifest.digest.algorithm(), manifest.digest.hex());
-            write_atomic_if_changed(&self.referrer_dir(repo, subject).join(name), b"")?;
+            create_empty_durable(&self.referrer_dir(repo, subject).join(name))?;
         }
         for tag in tags {
             write_atomic_if_changed(
@@ -548,5 +576,88 @@ impl Storage for FsStorage {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn repo() -> RepoName {
+        "lost/meta".parse().unwrap()
+    }
+
+    /// A session whose `meta` is what a crash can leave of an unsynced write: every variant reads as
+    /// an unknown session (a 404 the client recovers from), never a 500, a panic or a stored blob.
+    #[test]
+    fn a_lost_or_torn_upload_meta_is_an_unknown_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"the bytes of a blob".as_slice();
+        let digest = Algorithm::Sha256.digest(content);
+        let damaged: [Option<&[u8]>; 6] = [
+            None,
+            Some(b""),
+            Some(b"lost/meta"),
+            Some(b"lost/meta\nsha2"),
+            Some(b"lost/meta\nsha256"),
+            Some(b"lost/meta\n\xff\xfe\n"),
+        ];
+        for meta in damaged {
+            let storage = FsStorage::open(dir.path()).unwrap();
+            let id = storage.start_upload(&repo(), Algorithm::Sha256).unwrap();
+            let mut sink = storage.resume_upload(&repo(), &id).unwrap();
+            sink.write(content).unwrap();
+            drop(sink);
+            let path = storage.upload_dir(&id).join("meta");
+            match meta {
+                None => fs_err::remove_file(&path).unwrap(),
+                Some(bytes) => fs_err::write(&path, bytes).unwrap(),
+            }
+            // Once through the in-memory session (the server lived on), once after a restart.
+            for storage in [storage.clone(), FsStorage::open(dir.path()).unwrap()] {
+                let unknown = |r: Result<(), StorageError>| {
+                    assert!(
+                        matches!(r, Err(StorageError::UploadUnknown { .. })),
+                        "meta {meta:?}: {r:?}"
+                    );
+                };
+                unknown(storage.resume_upload(&repo(), &id).map(drop));
+                unknown(storage.upload_offset(&repo(), &id).map(drop));
+                unknown(storage.cancel_upload(&repo(), &id));
+                assert_eq!(storage.blob_size(&repo(), &digest).unwrap(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn an_intact_session_resumes_after_a_restart_and_links_its_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::open(dir.path()).unwrap();
+        let id = storage.start_upload(&repo(), Algorithm::Sha256).unwrap();
+        let mut sink = storage.resume_upload(&repo(), &id).unwrap();
+        sink.write(b"first ").unwrap();
+        drop(sink);
+        drop(storage);
+        let storage = FsStorage::open(dir.path()).unwrap();
+        assert_eq!(storage.upload_offset(&repo(), &id).unwrap(), 6);
+        let other: RepoName = "other/repo".parse().unwrap();
+        assert!(matches!(
+            storage.resume_upload(&other, &id).map(drop),
+            Err(StorageError::UploadUnknown { .. })
+        ));
+        let mut sink = storage.resume_upload(&repo(), &id).unwrap();
+        sink.write(b"second").unwrap();
+        let digest = Algorithm::Sha256.digest(b"first second");
+        assert_eq!(sink.finish(&digest).unwrap(), 12);
+        assert_eq!(storage.blob_size(&repo(), &digest).unwrap(), Some(12));
+        assert!(!storage.upload_dir(&id).exists());
+        // The link is an empty file, and mounting makes another in a new repository.
+        assert_eq!(fs_err::read(storage.layer_link(&repo(), &digest)).unwrap(), b"");
+        assert!(storage.mount_blob(&repo(), &other, &digest).unwrap());
+        assert!(storage.mount_blob(&repo(), &other, &digest).unwrap());
+        assert_eq!(storage.blob_size(&other, &digest).unwrap(), Some(12));
+        assert_eq!(storage.repositories().unwrap(), ["lost/meta", "other/repo"]);
     }
 }
