@@ -68,15 +68,12 @@ fn create(dir: &Path, mount: &Mount) -> Result<(), String> {
         .prefix(".new-")
         .tempdir_in(parent)
         .map_err(|e| format!("{}: {e}", parent.display()))?;
-    std::os::unix::fs::chown(
+    crate::run::set_owner_mode(
         fresh.path(),
-        Some(mount.uid.unwrap_or(0)),
-        Some(mount.gid.unwrap_or(0)),
-    )
-    .map_err(|e| format!("{}: {e}", fresh.path().display()))?;
-    let mode = mount.mode.unwrap_or(0o755) & 0o7777;
-    fs_err::set_permissions(fresh.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .map_err(|e| e.to_string())?;
+        mount.uid.unwrap_or(0),
+        mount.gid.unwrap_or(0),
+        mount.mode.unwrap_or(0o755),
+    )?;
     let fresh = fresh.keep();
     match std::fs::rename(&fresh, dir) {
         Ok(()) => Ok(()),

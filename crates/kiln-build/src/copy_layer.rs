@@ -317,11 +317,7 @@ mod tests {
         mount.unmount().unwrap();
         crate::prune::prune_unchanged_dirs(&upper, &[image.to_path_buf()]).unwrap();
         let mut out = Vec::new();
-        let options = CaptureOptions {
-            source_date_epoch: Some(EPOCH),
-            ..Default::default()
-        };
-        capture_layer(&upper, &mut out, &options).unwrap();
+        capture_layer(&upper, &mut out, &capture_options()).unwrap();
         out
     }
 
@@ -339,12 +335,16 @@ mod tests {
         let items = crate::copy::plan(&root, sources, &names, params).unwrap();
         let tree = describe(&root, &merged, &items, params.owner.unwrap_or((0, 0)), EPOCH)?;
         let mut out = Vec::new();
-        let options = CaptureOptions {
+        kiln_rootfs::tree::write_tree(&tree, &mut out, &capture_options()).unwrap();
+        Some(out)
+    }
+
+    /// How both paths write the layer in these tests.
+    fn capture_options() -> CaptureOptions {
+        CaptureOptions {
             source_date_epoch: Some(EPOCH),
             ..Default::default()
-        };
-        kiln_rootfs::tree::write_tree(&tree, &mut out, &options).unwrap();
-        Some(out)
+        }
     }
 
     fn params(dest: &str) -> CopyParams {

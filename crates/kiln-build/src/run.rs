@@ -187,11 +187,16 @@ fn secret_copy(file: &Path, scratch: &Path, mount: &Mount) -> Result<tempfile::T
         .open(&copy)
         .map_err(|e| e.to_string())?;
     std::io::copy(&mut from, &mut to).map_err(|e| format!("{}: {e}", copy.display()))?;
-    std::os::unix::fs::chown(&copy, Some(mount.uid.unwrap_or(0)), Some(mount.gid.unwrap_or(0)))
-        .map_err(|e| format!("{}: {e}", copy.display()))?;
-    fs_err::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .map_err(|e| e.to_string())?;
+    set_owner_mode(&copy, mount.uid.unwrap_or(0), mount.gid.unwrap_or(0), mode)?;
     Ok(copy)
+}
+
+/// Gives what a mount makes on the host (a secret copy, a cache folder, an agent socket) the mount's
+/// owner and permission bits, owner first: a chown clears setuid/setgid bits.
+pub(crate) fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), String> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs_err::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
+        .map_err(|e| e.to_string())
 }
 
 /// Writes a heredoc script to the scratch folder and mounts it where the evaluator's argv expects it.

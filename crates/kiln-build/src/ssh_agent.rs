@@ -32,13 +32,7 @@ impl AgentProxy {
             .map_err(|e| format!("cannot create a folder for the ssh agent socket: {e}"))?;
         let socket = dir.path().join("agent.sock");
         let listener = UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
-        std::os::unix::fs::chown(&socket, Some(uid), Some(gid))
-            .map_err(|e| format!("{}: {e}", socket.display()))?;
-        fs_err::set_permissions(
-            &socket,
-            std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
-        )
-        .map_err(|e| e.to_string())?;
+        crate::run::set_owner_mode(&socket, uid, gid, mode)?;
         // The folder is tempfile's 0700: the container reaches the socket through its bind mount only.
         let stop = Arc::new(AtomicBool::new(false));
         let accept = {
