@@ -192,6 +192,32 @@ fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// With pull-through, GETs and HEADs of manifests and blobs read the repository an image is kept under
+/// (`?ns=HOST` of containerd's mirror requests applied, a leading `docker.io/` dropped: see
+/// [`pull_through::local_name`]). The route is rewritten to that name before anything is authorized, so
+/// that access rules and tokens are checked on the repository actually read, never on the name in the URL.
+fn served_route(app: &App, route: Route, method: &Method, request: &Request) -> Result<Route> {
+    let reads = *method == Method::GET || *method == Method::HEAD;
+    if app.config.pull_through.is_none() || !reads {
+        return Ok(route);
+    }
+    let pairs = query_pairs(request)?;
+    let local = |name: String| {
+        let local = pull_through::local_name(&name, query_get(&pairs, "ns"));
+        // A name that the mapping makes invalid (an `ns` with capitals) is served as it was asked for.
+        if local.parse::<RepoName>().is_ok() {
+            local
+        } else {
+            name
+        }
+    };
+    Ok(match route {
+        Route::Manifest(n, r) => Route::Manifest(local(n), r),
+        Route::Blob(n, d) => Route::Blob(local(n), d),
+        other => other,
+    })
+}
+
 /// What a request needs from the auth layer. Names are validated first (400 before 401).
 fn need(route: &Route, method: &Method) -> Result<Need> {
     let action = |read: bool| {
@@ -226,6 +252,7 @@ async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Re
         ));
     };
     let method = request.method().clone();
+    let route = served_route(app, route, &method, &request)?;
     let caller = auth::authorize(&app.config.auth, request.headers(), &need(&route, &method)?).await?;
     user.push_str(caller.user().unwrap_or_default());
     match route {
@@ -253,7 +280,7 @@ async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Re
             _ => Err(unsupported_method(&method)),
         },
         Route::Catalog => match method {
-            Method::GET => catalog(app, pagination(&request)?).await,
+            Method::GET => catalog(app, &caller, pagination(&request)?).await,
             _ => Err(unsupported_method(&method)),
         },
         Route::Tags(name) => {
@@ -268,7 +295,6 @@ async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Re
             let d = digest(&d)?;
             match method {
                 Method::GET | Method::HEAD => {
-                    let repo = pulled_name(app, repo, &request)?;
                     let range = header_str(request.headers(), &header::RANGE).map(str::to_owned);
                     get_blob(app, &repo, &d, method == Method::HEAD, range).await
                 }
@@ -319,7 +345,6 @@ async fn route(app: &Arc<App>, request: Request, user: &mut String) -> Result<Re
                     })?;
             match method {
                 Method::GET | Method::HEAD => {
-                    let repo = pulled_name(app, repo, &request)?;
                     get_manifest(app, repo, reference, method == Method::HEAD).await
                 }
                 Method::PUT => put_manifest(app, repo, reference, request).await,
@@ -395,8 +420,15 @@ fn paged_response(
     Ok(response)
 }
 
-async fn catalog(app: &Arc<App>, (n, last): (Option<usize>, Option<String>)) -> Result<Response> {
-    let all = blocking(&app.storage, |s| s.repositories()).await?;
+/// The catalog lists the repositories the caller may pull (all of them unless the registry is restricted
+/// or rules limit its user); pagination applies to that list.
+async fn catalog(
+    app: &Arc<App>,
+    caller: &Caller,
+    (n, last): (Option<usize>, Option<String>),
+) -> Result<Response> {
+    let mut all = blocking(&app.storage, |s| s.repositories()).await?;
+    all.retain(|repo| caller.may_list(&app.config.auth, repo));
     let (items, more) = service::paginate(all, n, last.as_deref());
     paged_response("repositories", None, items, more, "/v2/_catalog", n)
 }
@@ -563,16 +595,6 @@ async fn pulled_blob(mut pulled: PulledBlob, d: &Digest, range: Option<&str>) ->
     let (status, start, len) = blob_range(d, size, range)?;
     let body = pulled.body(start, Some(start + len));
     blob_response(body, d, status, Some((start, len, size)))
-}
-
-/// With pull-through, the name an image is kept under (`?ns=` of containerd's mirror requests applied).
-fn pulled_name(app: &App, repo: RepoName, request: &Request) -> Result<RepoName> {
-    if app.config.pull_through.is_none() {
-        return Ok(repo);
-    }
-    let pairs = query_pairs(request)?;
-    let local = pull_through::local_name(repo.as_str(), query_get(&pairs, "ns"));
-    Ok(local.parse().unwrap_or(repo))
 }
 
 async fn delete_blob(app: &Arc<App>, repo: &RepoName, d: &Digest) -> Result<Response> {

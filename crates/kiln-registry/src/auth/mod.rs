@@ -289,6 +289,13 @@ impl Caller {
             other => auth.allowed(other.user(), repo, action),
         }
     }
+
+    /// Whether the catalog shows `repo` to this caller: when its user (or anonymous caller) may pull it
+    /// under the mode and the rules. A token counts for its user, not for the repositories it grants: a
+    /// catalog token (`registry:catalog:*`) names none.
+    pub fn may_list(&self, auth: &Auth, repo: &str) -> bool {
+        auth.allowed(self.user(), repo, Action::Pull)
+    }
 }
 
 /// Decodes `Basic base64(user:password)`.

@@ -431,3 +431,169 @@ async fn skopeo_pushes_and_pulls_through_the_token_flow() {
     .await
     .unwrap();
 }
+
+/// A restricted buildset registry (pull-through on, its mirror unreachable: everything is served from
+/// the storage) where ci may do anything and bob may pull `secret` and what is kept under `quay.io/`.
+/// ci has pushed `secret:1`, `team/secret:1`, `team/tools:1` and `quay.io/org/app:1`; returns the
+/// server and the layer digest of `team/secret`.
+async fn buildset_with_secrets(spool: &std::path::Path) -> (Server, String) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mirror = kiln_registry::pull_through::UpstreamSpec {
+        url: format!("http://{}", closed.local_addr().unwrap()),
+        credentials: None,
+    };
+    drop(closed);
+    let pull_through =
+        kiln_registry::pull_through::PullThrough::new(kiln_registry::pull_through::PullThroughOptions {
+            mirrors: [("docker.io".to_owned(), mirror)].into(),
+            spool: spool.to_owned(),
+            tls_verify: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let mut auth = Auth::open();
+    auth.mode = AuthMode::Restricted;
+    auth.users = users();
+    auth.rules = vec![
+        AccessRule::new(&strings(&["ci"]), &strings(&["**"]), &strings(&["pull", "push"])).unwrap(),
+        AccessRule::new(
+            &strings(&["bob"]),
+            &strings(&["secret", "quay.io/**"]),
+            &strings(&["pull"]),
+        )
+        .unwrap(),
+    ];
+    auth.token_key = Some(TokenKey::from_bytes(KEY).unwrap());
+    let s = Server::start_config(RegistryConfig {
+        auth: Arc::new(auth),
+        pull_through: Some(Arc::new(pull_through)),
+        ..RegistryConfig::default()
+    })
+    .await;
+    let ci = s.with_authorization(&basic("ci", "ci-secret"));
+    let mut secret_layer = String::new();
+    for repo in ["secret", "team/secret", "team/tools", "quay.io/org/app"] {
+        let (manifest, _, layer) = push_image(&ci, repo, repo.as_bytes()).await;
+        expect(
+            ci.put_manifest(repo, "1", OCI_MANIFEST, &manifest).await,
+            StatusCode::CREATED,
+            None,
+        )
+        .await;
+        if repo == "team/secret" {
+            secret_layer = layer;
+        }
+    }
+    (s, secret_layer)
+}
+
+#[tokio::test]
+async fn regression_pull_through_name_mapping_is_authorized_on_the_repository_served() {
+    let spool = tempfile::tempdir().unwrap();
+    let (s, layer) = buildset_with_secrets(spool.path()).await;
+    let bob = basic("bob", "bob-secret");
+    s.expect_with(Method::GET, "/v2/secret/manifests/1", &bob, StatusCode::OK, None)
+        .await;
+    // `?ns=team` and a leading `docker.io/` read team/secret: bob may not pull that.
+    for path in [
+        "/v2/secret/manifests/1?ns=team".to_owned(),
+        "/v2/docker.io/team/secret/manifests/1".to_owned(),
+        format!("/v2/secret/blobs/{layer}?ns=team"),
+        format!("/v2/docker.io/team/secret/blobs/{layer}"),
+    ] {
+        for method in [Method::GET, Method::HEAD] {
+            let r = s.req(method.clone(), &path).header("authorization", &bob);
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        }
+        let (_, body) = s
+            .expect_with(Method::GET, &path, &bob, StatusCode::FORBIDDEN, Some("DENIED"))
+            .await;
+        let message = String::from_utf8_lossy(&body);
+        assert!(message.contains("repository team/secret"), "{path}: {message}");
+    }
+    // What the mapping serves from a repository bob may pull is his to read.
+    let (_, body) = s
+        .expect_with(
+            Method::GET,
+            "/v2/org/app/manifests/1?ns=quay.io",
+            &bob,
+            StatusCode::OK,
+            None,
+        )
+        .await;
+    assert!(!body.is_empty());
+    // A token for the name in the URL does not cover the repository served; the challenge names it.
+    let t = token(&s, Some(("bob", "bob-secret")), "repository:secret:pull").await;
+    let (h, _) = s
+        .expect_with(
+            Method::GET,
+            "/v2/secret/manifests/1?ns=team",
+            &format!("Bearer {t}"),
+            StatusCode::UNAUTHORIZED,
+            Some("UNAUTHORIZED"),
+        )
+        .await;
+    assert!(
+        challenge(&h).contains("scope=\"repository:team/secret:pull\",error=\"insufficient_scope\""),
+        "{h:?}"
+    );
+    // Nor may a token granted for team/secret be had by bob.
+    let t = token(&s, Some(("bob", "bob-secret")), "repository:team/secret:pull").await;
+    s.expect_with(
+        Method::GET,
+        "/v2/secret/manifests/1?ns=team",
+        &format!("Bearer {t}"),
+        StatusCode::UNAUTHORIZED,
+        Some("UNAUTHORIZED"),
+    )
+    .await;
+}
+
+/// The repositories of a catalog page and its `Link` header (empty when none).
+async fn catalog_page(s: &Server, query: &str, authorization: &str) -> (Vec<String>, String) {
+    let (h, body) = s
+        .expect_with(
+            Method::GET,
+            &format!("/v2/_catalog{query}"),
+            authorization,
+            StatusCode::OK,
+            None,
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let repos = v["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    let link = h
+        .get("link")
+        .map_or(String::new(), |l| l.to_str().unwrap().to_owned());
+    (repos, link)
+}
+
+#[tokio::test]
+async fn regression_restricted_catalog_lists_only_what_the_user_may_pull() {
+    let spool = tempfile::tempdir().unwrap();
+    let (s, _) = buildset_with_secrets(spool.path()).await;
+    let ci = basic("ci", "ci-secret");
+    let (all, _) = catalog_page(&s, "", &ci).await;
+    assert_eq!(all, ["quay.io/org/app", "secret", "team/secret", "team/tools"]);
+    let bob = basic("bob", "bob-secret");
+    let (repos, link) = catalog_page(&s, "", &bob).await;
+    assert_eq!(repos, ["quay.io/org/app", "secret"]);
+    assert_eq!(link, "");
+    // Pages are cut from bob's list: no Link after his last repository, however many follow it.
+    let (page, link) = catalog_page(&s, "?n=1", &bob).await;
+    assert_eq!(page, ["quay.io/org/app"]);
+    assert_eq!(link, "</v2/_catalog?n=1&last=quay.io/org/app>; rel=\"next\"");
+    let (page, link) = catalog_page(&s, "?n=1&last=quay.io/org/app", &bob).await;
+    assert_eq!(page, ["secret"]);
+    assert_eq!(link, "", "nothing bob may pull follows `secret`");
+    // A catalog token stands for its user: the same list.
+    let t = token(&s, Some(("bob", "bob-secret")), "registry:catalog:*").await;
+    let (repos, _) = catalog_page(&s, "", &format!("Bearer {t}")).await;
+    assert_eq!(repos, ["quay.io/org/app", "secret"]);
+}
