@@ -146,7 +146,9 @@ pub(crate) fn write_download(
     let dest = clean(&dest_abs);
     let into_dir = params.dest.ends_with('/')
         || several_sources
-        || root.resolve(Path::new(&dest)).is_ok_and(|p| p.is_dir());
+        || root
+            .stat(Path::new(&dest))
+            .is_ok_and(|m| m.kind == kiln_rootfs::root::FileKind::Dir);
     let target = if into_dir {
         let name = download
             .name
@@ -217,7 +219,9 @@ pub(crate) fn plan(
         || params.dest == "."
         || selected.len() > 1
         || names.iter().any(|n| n.contains(['*', '?', '[']))
-        || root.resolve(Path::new(&dest)).is_ok_and(|p| p.is_dir());
+        || root
+            .stat(Path::new(&dest))
+            .is_ok_and(|m| m.kind == kiln_rootfs::root::FileKind::Dir);
     let mut items = Vec::new();
     for source in &selected {
         let source_is_dir = match sources {

@@ -981,6 +981,7 @@ impl Run<'_> {
                     mut specs,
                     env: mount_env,
                     step_files: _step_files,
+                    pins: _pins,
                 } = crate::run::mounts(mounts, &from_names, &sources).map_err(|m| BuildError::step(at, m))?;
                 if let (Some(path), Some(heredoc)) = (script_path, heredocs.first()) {
                     specs.push(

@@ -2,13 +2,15 @@
 //! `--mount`s, each mount's source prepared on the host first.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_dockerfile::{HeredocFile, Mount, MountType};
+use kiln_rootfs::{PinnedMount, Root};
 use kiln_runtime::{MountSpec, Network, RunSpec};
 
 /// What a RUN step needs from the build around it to set up its mounts.
 pub trait MountSources {
-    /// The host folder to bind for `--mount=type=bind` (or `cache,from=`) from the stage/image `from`,
+    /// The host folder to bind for `--mount=type=bind` from the stage/image `from`,
     /// or the build context when `from` is `None`.
     fn bind_source(&self, from: Option<&str>) -> Result<PathBuf, String>;
     /// The host folder of the cache mount `mount` (with this id), held as its `sharing` mode says for
@@ -35,6 +37,8 @@ pub struct Mounts {
     pub env: Vec<String>,
     /// Files made for this step only (secret and writable-bind copies), removed when dropped.
     pub step_files: Vec<tempfile::TempPath>,
+    /// The bind sources pinned for this step, unmounted when dropped.
+    pub pins: Vec<PinnedMount>,
 }
 
 /// Turns `--mount`s into runtime mounts. `from_names` gives, per mount with a `from=`, the name of the
@@ -43,6 +47,7 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
     let mut out = Vec::new();
     let mut env = Vec::new();
     let mut step_files = Vec::new();
+    let mut pins = Vec::new();
     let mut ssh_mounts = 0usize;
     let mut from_names = from_names.iter();
     for mount in mounts {
@@ -56,13 +61,14 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
             MountType::Bind => {
                 let base = sources.bind_source(from)?;
                 let sub = crate::context::clean(mount.source.as_deref().unwrap_or(""));
-                // Resolved inside the source root: a symlink there must not bind a host folder.
-                let root = kiln_rootfs::root::Root::open(&base).map_err(|e| e.to_string())?;
-                let mut source = root.resolve(Path::new(&sub)).map_err(|e| e.to_string())?;
+                // Resolved inside the source root and pinned on a mount point kiln makes: the runtime is
+                // never given a path into the stage, image or context, whose symlinks the host follows.
+                let pin = pin(&base, &sub, mount.from.as_deref(), sources.scratch())?;
+                let mut source = pin.path().to_owned();
                 if !mount.readonly {
                     // As in BuildKit, a writable bind gets a throwaway copy: binding the source itself
                     // would let the build write into the user's tree or another stage.
-                    source = if source.is_dir() {
+                    source = if pin.is_dir() {
                         sources.writable_view(&source)?
                     } else {
                         let copy = step_file(sources.scratch(), "rw-bind-")?;
@@ -72,6 +78,7 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
                         path
                     };
                 }
+                pins.push(pin);
                 out.push(MountSpec::Bind {
                     source,
                     destination: target,
@@ -79,6 +86,14 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
                 });
             }
             MountType::Cache => {
+                if mount.from.is_some() || mount.source.is_some() {
+                    // Never silently an empty cache where the Dockerfile asked for a seeded one.
+                    return Err(
+                        "`--mount=type=cache` with `from=` or `source=` (a cache seeded from a stage \
+                                or image) is not supported: copy the files into the cache in the RUN step"
+                            .to_owned(),
+                    );
+                }
                 let id = mount.id.clone().unwrap_or_else(|| target.clone());
                 let dir = sources.cache_dir(mount, &id)?;
                 out.push(MountSpec::Bind {
@@ -163,6 +178,22 @@ pub fn mounts(mounts: &[Mount], from_names: &[String], sources: &dyn MountSource
         specs: out,
         env,
         step_files,
+        pins,
+    })
+}
+
+/// Pins `sub` of the bind source `base` (of the stage or image `from`, else the context) on a new mount
+/// point in `scratch`, for the step only.
+fn pin(base: &Path, sub: &str, from: Option<&str>, scratch: &Path) -> Result<PinnedMount, String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let root = Root::open(base).map_err(|e| e.to_string())?;
+    let mount_point = scratch.join(format!("bind-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    PinnedMount::pin(&root, Path::new(sub), &mount_point).map_err(|e| {
+        let what = match from {
+            Some(name) => format!("`{name}`"),
+            None => "the build context".to_owned(),
+        };
+        format!("bind mount source `/{sub}` in {what}: {e}")
     })
 }
 

@@ -3,6 +3,7 @@
 pub mod capture;
 pub mod error;
 pub mod overlay;
+pub mod pin;
 pub mod root;
 mod sys;
 pub mod tree;
@@ -12,6 +13,7 @@ pub mod users;
 pub use capture::{CaptureOptions, CaptureStats, capture_layer};
 pub use error::RootfsError;
 pub use overlay::OverlayMount;
+pub use pin::PinnedMount;
 pub use root::Root;
 pub use unpack::{Durability, UnpackLimits, UnpackStats, unpack_layer, unpack_layer_with};
 pub use users::Ids;

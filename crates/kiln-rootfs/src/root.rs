@@ -431,6 +431,20 @@ impl Root {
         Ok((&stat).into())
     }
 
+    /// The metadata of what `rel` designates, symlinks followed inside the root.
+    pub fn stat(&self, rel: &Path) -> Result<Metadata, RootfsError> {
+        self.open_path(rel).map(|(_, meta)| meta)
+    }
+
+    /// Opens what `rel` designates as an `O_PATH` descriptor (symlinks followed inside the root; it
+    /// must exist), with its metadata: the object itself, for operations that must not go through a
+    /// path again (see [`crate::pin`]).
+    pub fn open_path(&self, rel: &Path) -> Result<(OwnedFd, Metadata), RootfsError> {
+        let fd = self.open_in(rel, OFlags::PATH).map_err(self.err(rel))?;
+        let stat = rustix::fs::fstat(&fd).map_err(self.err(rel))?;
+        Ok((fd, (&stat).into()))
+    }
+
     /// The target text of the symlink `rel`.
     pub fn read_link(&self, rel: &Path) -> Result<PathBuf, RootfsError> {
         let (parent, name) = self.parent(rel)?;
@@ -441,7 +455,11 @@ impl Root {
     /// The host path that `rel` designates, symlinks resolved inside the root: the longest
     /// existing prefix of `rel` is resolved by the kernel (confined) and the rest is appended
     /// (`..` in the rest going up, never above the root). Always under [`Root::path`].
-    pub fn resolve(&self, rel: &Path) -> Result<PathBuf, RootfsError> {
+    ///
+    /// Private on purpose: the appended rest may name a symlink that the host would follow, so such a
+    /// path must never leave this type (hand a runtime a [`crate::pin::PinnedMount`] instead, and
+    /// operate through [`Root`]'s own methods).
+    fn resolve(&self, rel: &Path) -> Result<PathBuf, RootfsError> {
         let components: Vec<Component<'_>> = rel
             .components()
             .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))

@@ -1578,3 +1578,122 @@ fn copy_keeps_file_capabilities_and_user_xattrs() {
         "COPY from the context keeps xattrs"
     );
 }
+
+/// Issue 11, item 1: a bind mount's source is resolved inside its stage, image or context and handed to
+/// the runtime pinned on a mount point kiln made, so no symlink in it (absolute, relative, to a folder
+/// or to a file, present in the image or not) ever reaches a file of the build host.
+#[test]
+fn regression_bind_mount_symlinks_never_reach_host_files() {
+    let Some(f) = Fixture::new() else { return };
+    let host_dir = f.write("host-only/shadow", "HOST-SECRET\n");
+    let host_dir = host_dir.parent().unwrap().to_str().unwrap().to_owned();
+    f.write("ctx/plain.txt", "context file\n");
+    std::os::unix::fs::symlink(&host_dir, f.path("ctx/abs-link")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../../..".to_owned() + &host_dir,
+        f.path("ctx/rel-link"),
+    )
+    .unwrap();
+    let stage = format!(
+        "FROM busybox:test AS links\n\
+         RUN ln -s {host_dir} /ld && ln -s {host_dir}/shadow /lf && ln -s /etc /etc-link && mkfifo /fifo\n"
+    );
+    let refused = |name: &str, mount: &str, needle: &str| {
+        let dockerfile =
+            format!("{stage}FROM busybox:test\nRUN --mount={mount},target=/m cat /m/shadow /m > /out\n");
+        let file = f.write(&format!("ctx/{name}.Dockerfile"), &dockerfile);
+        let out = f.kiln(&[
+            "build",
+            "-f",
+            file.to_str().unwrap(),
+            "--context",
+            f.path("ctx").to_str().unwrap(),
+            "-t",
+            &format!("localhost/{name}:1"),
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{name}: the build must fail:\n{text}");
+        assert!(
+            !text.contains("HOST-SECRET"),
+            "{name}: a host file was read:\n{text}"
+        );
+        assert!(
+            text.contains(needle),
+            "{name}: the error names the source ({needle}):\n{text}"
+        );
+    };
+    refused(
+        "stage-abs-dir",
+        "type=bind,from=links,source=/ld",
+        "bind mount source `/ld` in `links`",
+    );
+    refused(
+        "stage-abs-dir-rw",
+        "type=bind,from=links,source=/ld,rw",
+        "bind mount source `/ld` in `links`",
+    );
+    refused(
+        "stage-below-link",
+        "type=bind,from=links,source=/ld/shadow",
+        "bind mount source `/ld/shadow`",
+    );
+    refused(
+        "stage-abs-file",
+        "type=bind,from=links,source=/lf",
+        "bind mount source `/lf`",
+    );
+    refused(
+        "stage-abs-file-rw",
+        "type=bind,from=links,source=/lf,rw",
+        "bind mount source `/lf`",
+    );
+    refused(
+        "stage-fifo",
+        "type=bind,from=links,source=/fifo",
+        "only a folder or a regular file",
+    );
+    refused(
+        "context-abs-link",
+        "type=bind,source=abs-link",
+        "bind mount source `/abs-link` in the build context",
+    );
+    refused(
+        "context-rel-link",
+        "type=bind,source=rel-link,rw",
+        "bind mount source `/rel-link` in the build context",
+    );
+    refused(
+        "cache-from-link",
+        "type=cache,from=links,source=/ld",
+        "a cache seeded from a stage",
+    );
+
+    // A symlink whose target exists inside the stage is followed there, as in the container.
+    let summary = f.build(
+        &format!(
+            "{stage}FROM busybox:test\n\
+             RUN --mount=type=bind,from=links,source=/etc-link,target=/m cat /m/passwd > /out\n\
+             RUN --mount=type=bind,source=plain.txt,target=/p.txt cat /p.txt >> /out\n"
+        ),
+        "ctx",
+        "localhost/inside:1",
+    );
+    assert!(summary["manifest_digest"].is_string());
+    let Some(rootfs) = f.unpack("localhost/inside:1") else {
+        return;
+    };
+    let image_passwd = fs_err::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert_ne!(image_passwd, fs_err::read_to_string("/etc/passwd").unwrap());
+    assert_eq!(
+        fs_err::read_to_string(rootfs.join("out")).unwrap(),
+        format!("{image_passwd}context file\n"),
+        "the image's own /etc through the stage's symlink, not the host's"
+    );
+    // Nothing of the pinned mounts is left behind.
+    let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(f.tmp.path().to_str().unwrap()), "{mounts}");
+}

@@ -60,14 +60,17 @@ fn absolute_symlinks_and_dot_dot_chains_resolve_inside() {
     let canonical = path.canonicalize().unwrap();
     assert_eq!(root.path(), canonical);
     assert_eq!(
-        root.resolve(Path::new("up/etc/real/new/file")).unwrap(),
-        canonical.join("real/new/file")
+        root.resolve_in_root(Path::new("up/etc/real/new/file")).unwrap(),
+        Path::new("/real/new/file")
     );
     assert_eq!(
-        root.resolve(Path::new("link-to-real/x/../y")).unwrap(),
-        canonical.join("real/y")
+        root.resolve_in_root(Path::new("link-to-real/x/../y")).unwrap(),
+        Path::new("/real/y")
     );
-    assert_eq!(root.resolve(Path::new("/nope/../../..")).unwrap(), canonical);
+    assert_eq!(
+        root.resolve_in_root(Path::new("/nope/../../..")).unwrap(),
+        Path::new("/")
+    );
     assert_eq!(
         root.resolve_in_root(Path::new("etc/link-to-real")).unwrap(),
         Path::new("/real")
