@@ -66,6 +66,9 @@ pub enum BuildError {
     /// The blob store failed.
     #[error(transparent)]
     Store(#[from] kiln_oci::StoreError),
+    /// A filesystem operation of the builder's own folders (work folders, mounts) failed.
+    #[error(transparent)]
+    Rootfs(#[from] kiln_rootfs::RootfsError),
     /// A file operation of the builder's own state failed.
     #[error("{path}: {message}")]
     Io {

@@ -168,7 +168,7 @@ struct Run<'b> {
     stat_cache: kiln_tree::StatCache,
     executed: AtomicUsize,
     cached: AtomicUsize,
-    scratch: tempfile::TempDir,
+    scratch: kiln_rootfs::WorkDir,
     context_dir: std::sync::OnceLock<PathBuf>,
     downloads: Downloads,
 }
@@ -264,12 +264,19 @@ impl<'a> Builder<'a> {
         }
         let description = kiln_dockerfile::evaluate(dockerfile, &eval)?;
         fs_err::create_dir_all(&self.state).map_err(|e| BuildError::io(&self.state, e))?;
+        // Every file and mount of the build lives in one private folder (secret copies, step overlays,
+        // pinned bind sources), locked while the build runs: what a killed build left is swept here.
         let scratch_root = self.state.join("tmp");
-        fs_err::create_dir_all(&scratch_root).map_err(|e| BuildError::io(&scratch_root, e))?;
-        let scratch = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(&scratch_root)
-            .map_err(|e| BuildError::io(&scratch_root, e))?;
+        let swept = kiln_rootfs::workdir::sweep_dead(&scratch_root)?;
+        if swept.folders > 0 {
+            tracing::info!(
+                "removed {} folder(s) and {} mount(s) that killed builds left in {}",
+                swept.folders,
+                swept.mounts,
+                scratch_root.display()
+            );
+        }
+        let scratch = kiln_rootfs::WorkDir::create(&scratch_root, "build-")?;
         let run = Run {
             builder: self,
             context,
@@ -649,7 +656,7 @@ impl Run<'_> {
             None => {
                 self.builder.events.step(stage, at, StepStatus::Running);
                 let lowers = self.lowers(&state.layers)?;
-                let snapshot = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
+                let snapshot = Snapshot::mount(self.scratch.path(), &lowers)?;
                 let root = Root::open(snapshot.merged()).map_err(|e| BuildError::io(snapshot.merged(), e))?;
                 let merged = snapshot.merged().to_owned();
                 let described = action(self, &root, &merged)?;
@@ -922,7 +929,7 @@ impl Run<'_> {
                     Some(source) => {
                         let layers = self.source_layers(source, at)?;
                         let lowers = self.lowers(&layers)?;
-                        Some(Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?)
+                        Some(Snapshot::mount(self.scratch.path(), &lowers)?)
                     }
                 };
                 let source_files = match &view {
@@ -967,7 +974,7 @@ impl Run<'_> {
                 for source in mount_sources {
                     let layers = self.source_layers(source, at)?;
                     let lowers = self.lowers(&layers)?;
-                    let view = Snapshot::mount(&self.builder.state.join("tmp"), &lowers)?;
+                    let view = Snapshot::mount(self.scratch.path(), &lowers)?;
                     from_names.push(view.merged().display().to_string());
                     views.push(view);
                 }
@@ -1186,7 +1193,7 @@ impl crate::run::MountSources for RunMounts<'_, '_> {
     }
 
     fn writable_view(&self, source: &Path) -> Result<PathBuf, String> {
-        let view = Snapshot::mount(&self.run.builder.state.join("tmp"), &[source.to_owned()])
+        let view = Snapshot::mount(self.run.scratch.path(), &[source.to_owned()])
             .map_err(|e| format!("cannot make a writable view of {}: {e}", source.display()))?;
         let merged = view.merged().to_owned();
         self.writable_views.borrow_mut().push(view);

@@ -9,6 +9,7 @@ mod sys;
 pub mod tree;
 pub mod unpack;
 pub mod users;
+pub mod workdir;
 
 pub use capture::{CaptureOptions, CaptureStats, capture_layer};
 pub use error::RootfsError;
@@ -17,6 +18,7 @@ pub use pin::PinnedMount;
 pub use root::Root;
 pub use unpack::{Durability, UnpackLimits, UnpackStats, unpack_layer, unpack_layer_with};
 pub use users::Ids;
+pub use workdir::WorkDir;
 
 /// The extended attributes a layer records for the host file `path` (not following a symlink), as
 /// capture records them: every one but `security.selinux` and overlayfs' own `trusted.overlay.*`.

@@ -12,6 +12,9 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: String,
     },
+    /// A folder of kiln's own (a bundle's private folder) could not be made or removed.
+    #[error(transparent)]
+    WorkDir(#[from] kiln_rootfs::RootfsError),
     /// The runtime binary does not exist.
     #[error("runtime binary `{}` not found (install runc or give the runtime's path)", binary.display())]
     RuntimeNotFound {

@@ -20,7 +20,11 @@ const CHANNEL_DEPTH: usize = 16;
 /// Runs processes with `runc` (or crun/youki, which share its command line; crun fails on
 /// cgroup-v1 hybrid hosts such as kiln's CI machines).
 ///
-/// Each run writes a temporary bundle (`config.json` from [`config::oci_spec`], removed afterwards),
+/// Each run writes a temporary bundle (`config.json` from [`config::oci_spec`], removed afterwards) in a
+/// private folder (`0700`, the file `0600`: the process environment can hold secrets) under
+/// `<state_root>-bundles` on the same filesystem as the state (`/run`, memory only, by default), locked
+/// while it is used; the first run of a runtime removes the bundles and the containers (`kiln-<pid>-…`)
+/// that a killed kiln left behind.
 /// runs `<binary> --root <state_root> run --bundle <bundle> <id>` with stdin from `/dev/null`,
 /// streams stdout and stderr to the sink as they arrive, and always runs
 /// `<binary> --root <state_root> delete --force <id>` afterwards (also on error or panic).
@@ -36,6 +40,7 @@ pub struct RuncRuntime {
     bundle_parent: Option<PathBuf>,
     cancelled: AtomicBool,
     running: Mutex<Vec<String>>,
+    swept: std::sync::Once,
 }
 
 impl RuncRuntime {
@@ -48,6 +53,7 @@ impl RuncRuntime {
             bundle_parent: None,
             cancelled: AtomicBool::new(false),
             running: Mutex::new(Vec::new()),
+            swept: std::sync::Once::new(),
         }
     }
 
@@ -56,7 +62,7 @@ impl RuncRuntime {
         Self::new("runc", state_root)
     }
 
-    /// Put the temporary bundle directories under `dir` instead of the system's temp directory.
+    /// Put the temporary bundle directories under `dir` instead of `<state_root>-bundles`.
     pub fn with_bundle_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bundle_parent = Some(dir.into());
         self
@@ -81,6 +87,45 @@ impl RuncRuntime {
     /// The ids of the containers running now.
     pub fn running(&self) -> Vec<String> {
         self.running.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn bundle_parent(&self) -> PathBuf {
+        self.bundle_parent.clone().unwrap_or_else(|| {
+            let mut name = self.state_root.file_name().unwrap_or_default().to_os_string();
+            name.push("-bundles");
+            self.state_root.with_file_name(name)
+        })
+    }
+
+    /// Once per runtime: removes the bundles and containers of kiln processes that died without
+    /// cleaning up (killed with SIGKILL or by the OOM killer, or crashed).
+    fn sweep_leftovers(&self) {
+        self.swept.call_once(|| {
+            match kiln_rootfs::workdir::sweep_dead(&self.bundle_parent()) {
+                Ok(swept) if swept.folders > 0 => {
+                    tracing::info!("removed {} bundle(s) left by a killed kiln", swept.folders)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot sweep old bundles: {e}"),
+            }
+            let Ok(entries) = std::fs::read_dir(&self.state_root) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = id.strip_prefix("kiln-").and_then(|rest| rest.split('-').next()) else {
+                    continue;
+                };
+                if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                    let guard = ContainerGuard {
+                        runtime: self,
+                        id: &id,
+                        deleted: AtomicBool::new(false),
+                    };
+                    guard.delete();
+                }
+            }
+        });
     }
 
     fn command(&self) -> Command {
@@ -169,6 +214,18 @@ impl Drop for ContainerGuard<'_> {
     }
 }
 
+/// Writes `bytes` to the new file `path`, readable by its owner only from the start.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    use std::io::Write as _;
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
 /// Copy one pipe to the channel in chunks until it closes.
 fn pump(mut pipe: impl Read, stream: Stream, tx: mpsc::SyncSender<(Stream, Vec<u8>)>) {
     let mut buf = vec![0u8; CHUNK];
@@ -254,14 +311,12 @@ impl Runtime for RuncRuntime {
 
         let mut oci = config::oci_spec(spec);
         restrict_capabilities(&mut oci, host_bounding_capabilities());
-        let bundle_parent = self.bundle_parent.clone().unwrap_or_else(std::env::temp_dir);
-        let bundle = tempfile::Builder::new()
-            .prefix("kiln-bundle-")
-            .tempdir_in(&bundle_parent)
-            .map_err(|e| RuntimeError::io(&bundle_parent, e))?;
+        self.sweep_leftovers();
+        let bundle_parent = self.bundle_parent();
+        let bundle = kiln_rootfs::WorkDir::create(&bundle_parent, "bundle-")?;
         let config_path = bundle.path().join("config.json");
         let config_json = serde_json::to_vec_pretty(&oci).map_err(|e| RuntimeError::io(&config_path, e))?;
-        fs_err::write(&config_path, config_json).map_err(|e| RuntimeError::io(&config_path, e))?;
+        write_private(&config_path, &config_json).map_err(|e| RuntimeError::io(&config_path, e))?;
         let log_path = bundle.path().join("log.json");
         fs_err::create_dir_all(&self.state_root).map_err(|e| RuntimeError::io(&self.state_root, e))?;
 

@@ -1481,13 +1481,14 @@ fn gc_waits_for_a_running_build() {
         "FROM busybox:test\nRUN sleep 4 && echo done > /done\n",
     );
     let build = f.spawn(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/slow:1"]);
-    // The step's overlay exists only while the build runs (and holds the store's gc lock).
+    // The step's overlay exists only while the build runs (and holds the store's gc lock), in the
+    // build's work folder.
     let tmp = f.store.join("kiln-build/tmp");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !fs_err::read_dir(&tmp).is_ok_and(|d| {
-        d.flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
-    }) {
+    while !named(&tmp, "build-")
+        .iter()
+        .any(|work| !named(work, "step-").is_empty())
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the build never started its step"
@@ -1696,4 +1697,101 @@ fn regression_bind_mount_symlinks_never_reach_host_files() {
     // Nothing of the pinned mounts is left behind.
     let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(f.tmp.path().to_str().unwrap()), "{mounts}");
+}
+
+/// The entries of `dir` whose names start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    fs_err::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(path).unwrap().permissions()) & 0o777
+}
+
+/// Issue 11, item 7: a secret given to a RUN (as a file or with `env=`) is only ever in files private to
+/// root (bundle `config.json` 0600 in a 0700 folder on /run, the copy in the build's 0700 work folder),
+/// and what a killed build leaves (bundle, work folder, mounts, container) is removed by the next build.
+#[test]
+fn regression_secrets_stay_private_and_killed_builds_are_swept() {
+    let Some(f) = Fixture::new() else { return };
+    let secret = f.write("secret.txt", "TOP-SECRET-VALUE");
+    let file = f.write(
+        "slow-secret/Dockerfile",
+        "FROM busybox:test\n\
+         RUN --mount=type=secret,id=token,env=TOKEN --mount=type=secret,id=token,target=/s sleep 60\n",
+    );
+    let spec = format!("id=token,src={}", secret.display());
+    let mut child = f.spawn(&[
+        "build",
+        "-f",
+        file.to_str().unwrap(),
+        "-t",
+        "localhost/slow-secret:1",
+        "--secret",
+        &spec,
+    ]);
+    let pid = child.id();
+    let bundles = Path::new("/run/kiln-runc-bundles");
+    let scratch_root = f.store.join("kiln-build/tmp");
+    let started = std::time::Instant::now();
+    let (bundle, scratch) = loop {
+        let bundle = named(bundles, &format!("bundle-{pid}-"))
+            .into_iter()
+            .find(|p| p.is_dir());
+        let scratch = named(&scratch_root, &format!("build-{pid}-"))
+            .into_iter()
+            .find(|p| p.is_dir());
+        if let (Some(bundle), Some(scratch)) = (&bundle, &scratch)
+            && bundle.join("config.json").is_file()
+        {
+            break (bundle.clone(), scratch.clone());
+        }
+        assert!(started.elapsed().as_secs() < 30, "the RUN step never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let config = bundle.join("config.json");
+    assert!(
+        fs_err::read_to_string(&config)
+            .unwrap()
+            .contains("TOP-SECRET-VALUE")
+    );
+    assert_eq!(mode(&config), 0o600, "config.json holds the secret: owner only");
+    assert_eq!(mode(&bundle), 0o700);
+    assert_eq!(mode(bundles), 0o700);
+    assert_eq!(mode(&scratch), 0o700);
+    assert_eq!(mode(&scratch_root), 0o700);
+    let copies: Vec<PathBuf> = named(&scratch, "secret-");
+    assert!(
+        !copies.is_empty(),
+        "the secret copy is in the build's work folder"
+    );
+
+    // Killed as the OOM killer would: nothing of kiln runs its cleanup.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        bundle.exists() && scratch.exists(),
+        "a killed build leaves its folders"
+    );
+    let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(mounts.contains(scratch.to_str().unwrap()), "and its step overlay");
+
+    // The next build (of anything) removes them.
+    f.build("FROM busybox:test\nRUN true\n", "next", "localhost/next:1");
+    assert!(!bundle.exists(), "the killed build's bundle is removed");
+    assert!(!scratch.exists(), "the killed build's work folder is removed");
+    let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(scratch.to_str().unwrap()),
+        "its mounts are detached: {mounts}"
+    );
+    let containers = named(Path::new("/run/kiln-runc"), &format!("kiln-{pid}-"));
+    assert!(containers.is_empty(), "its container is deleted: {containers:?}");
 }
