@@ -421,53 +421,30 @@ impl Run<'_> {
     }
 
     /// Runs the stages, each as soon as the stages it depends on are done, independent ones concurrently
-    /// (one per core). The first failure stops new stages from starting.
+    /// (one per core; `kiln_plan::dag`). The first failure stops new stages from starting.
     fn all_stages(&self) -> Result<BuildOutput, BuildError> {
         let stages = self.description.stages.clone();
-        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut started = std::collections::BTreeSet::new();
-        let mut failure = None;
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<StageState, BuildError>)>();
-        std::thread::scope(|scope| {
-            let mut running = 0usize;
-            loop {
-                if failure.is_none() {
-                    for stage in &stages {
-                        let ready = stage
-                            .depends_on
-                            .iter()
-                            .all(|d| self.stage_state(*d).is_some() || *d == stage.index);
-                        if running < jobs && ready && !started.contains(&stage.index) {
-                            started.insert(stage.index);
-                            running += 1;
-                            let tx = tx.clone();
-                            scope.spawn(move || {
-                                let _ = tx.send((stage.index, self.stage(stage)));
-                            });
-                        }
-                    }
-                }
-                if running == 0 {
-                    break;
-                }
-                let Ok((index, result)) = rx.recv() else { break };
-                running -= 1;
-                match result {
-                    Ok(state) => {
-                        self.done
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(index, state);
-                    }
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let position = |index: usize| stages.iter().position(|s| s.index == index).unwrap_or(usize::MAX);
+        let deps: Vec<Vec<usize>> = stages
+            .iter()
+            .map(|stage| stage.depends_on.iter().map(|&d| position(d)).collect())
+            .collect();
+        kiln_plan::dag::run(
+            &deps,
+            kiln_plan::dag::default_jobs(),
+            |node| self.stage(&stages[node]),
+            |node, state| {
+                self.done
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(stages[node].index, state);
+                Ok(())
+            },
+        )
+        .map_err(|e| match e {
+            kiln_plan::dag::DagError::Failed(e) => e,
+            unsatisfiable => BuildError::io(Path::new(self.file()), unsatisfiable.to_string()),
+        })?;
         let target = self.description.target.index;
         let state = self.stage_state(target).ok_or_else(|| {
             BuildError::io(

@@ -399,13 +399,18 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
     }
 
     // Images whose parents are done build concurrently, up to one per core; index records are written
-    // here, on this thread, as each build (artifact included) completes.
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // on this thread, as each build (artifact included) completes.
     let todo: Vec<&PlanEntry<'_>> = entries.iter().filter(|e| build.contains(&e.image.name)).collect();
-    let mut started: BTreeSet<&str> = BTreeSet::new();
-    let mut finished: BTreeSet<&str> = BTreeSet::new();
-    let mut failure: Option<anyhow::Error> = None;
-    let (tx, rx) = std::sync::mpsc::channel::<(&str, Result<Summary>)>();
+    let deps: Vec<Vec<usize>> = todo
+        .iter()
+        .map(|entry| {
+            let parent = entry.image.parent.as_deref();
+            todo.iter()
+                .position(|e| Some(e.image.name.as_str()) == parent)
+                .into_iter()
+                .collect()
+        })
+        .collect();
     let shared = TreeBuild {
         global,
         args,
@@ -416,58 +421,25 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
         artifacts: &artifacts,
         progress: &BuildProgress::new(global.quiet),
     };
-    std::thread::scope(|scope_threads| {
-        let mut running = 0usize;
-        loop {
-            if failure.is_none() {
-                for entry in &todo {
-                    let name = entry.image.name.as_str();
-                    let parent_ready = entry
-                        .image
-                        .parent
-                        .as_deref()
-                        .is_none_or(|p| !build.contains(p) || finished.contains(p));
-                    if running < jobs && !started.contains(name) && parent_ready {
-                        started.insert(name);
-                        running += 1;
-                        let tx = tx.clone();
-                        let shared = &shared;
-                        scope_threads.spawn(move || {
-                            let result = build_one(shared, entry);
-                            let _ = tx.send((name, result));
-                        });
-                    }
-                }
+    kiln_plan::dag::run(
+        &deps,
+        kiln_plan::dag::default_jobs(),
+        |node| build_one(&shared, todo[node]),
+        |node, summary: Summary| {
+            let entry = todo[node];
+            if let Some(digest) = &summary.artifact_digest
+                && !entry.routes.is_empty()
+            {
+                record(ws, &index, entry, &scope, &summary.manifest_digest, digest)?;
             }
-            if running == 0 {
-                break;
-            }
-            let Ok((name, result)) = rx.recv() else { break };
-            running -= 1;
-            match result {
-                Ok(summary) => {
-                    let entry = todo.iter().find(|e| e.image.name == name).copied();
-                    if let (Some(entry), Some(digest)) = (entry, &summary.artifact_digest)
-                        && !entry.routes.is_empty()
-                        && let Err(e) = record(ws, &index, entry, &scope, &summary.manifest_digest, digest)
-                    {
-                        failure.get_or_insert(e);
-                    }
-                    finished.insert(name);
-                    summaries.push(summary);
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if started.len() < todo.len() {
-        bail!("interrupted before every image was built");
-    }
+            summaries.push(summary);
+            Ok(())
+        },
+    )
+    .map_err(|e| match e {
+        kiln_plan::dag::DagError::Failed(e) => e,
+        unsatisfiable => anyhow::anyhow!("{unsatisfiable}"),
+    })?;
     // The summary lists images in plan order (parents first), whatever order they finished in.
     let position = |name: &str| {
         entries
