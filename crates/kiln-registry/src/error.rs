@@ -90,18 +90,38 @@ impl RegistryError {
         self
     }
 
-    /// 500 for an internal failure; the message is logged and returned.
+    /// 500 for an internal failure. The message (which may name server paths) is logged when answered,
+    /// never sent: see [`IntoResponse`].
     pub fn internal(message: impl Into<String>) -> RegistryError {
-        let message = message.into();
-        tracing::error!(%message, "internal error");
         RegistryError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, message)
     }
 }
 
+/// A 4xx answer says what the client got wrong. A 5xx answer says only its status and the request id: its
+/// message (storage paths, upstream addresses, OS errors) goes to the log under that id (target
+/// `kiln_registry::error`), the same id as the request's access-log line.
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
-        let mut entry = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
-        if let Some(detail) = self.detail
+        let (message, detail) = if self.status.is_server_error() {
+            let id = crate::observe::request_id();
+            tracing::error!(
+                target: "kiln_registry::error",
+                request_id = id.as_deref(),
+                status = self.status.as_u16(),
+                error = %self.message,
+                "server error"
+            );
+            let reason = self.status.canonical_reason().unwrap_or("server error");
+            let message = match &id {
+                Some(id) => format!("{reason} (request {id}; the registry's log has the details)"),
+                None => format!("{reason} (the registry's log has the details)"),
+            };
+            (message, id.map(|id| serde_json::json!({ "request_id": id })))
+        } else {
+            (self.message, self.detail)
+        };
+        let mut entry = serde_json::json!({ "code": self.code.as_str(), "message": message });
+        if let Some(detail) = detail
             && let Some(map) = entry.as_object_mut()
         {
             map.insert("detail".to_owned(), detail);

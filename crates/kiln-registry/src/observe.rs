@@ -47,6 +47,16 @@ impl Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for Cli
     }
 }
 
+tokio::task_local! {
+    /// The id of the request being answered: in its access-log line and in the log and body of a 5xx.
+    static REQUEST_ID: String;
+}
+
+/// The id of the request the current task answers, when called while the routes handle one.
+pub(crate) fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// What a request did to blobs, put in the response's extensions by the routes for the log and metrics.
 #[derive(Debug, Clone)]
 pub(crate) enum BlobEvent {
@@ -270,7 +280,8 @@ async fn observe(State(observer): State<Arc<Observer>>, request: Request, next: 
     let received = Arc::new(AtomicU64::new(0));
     let request = request.map(|body| Body::new(Counted::new(body, Arc::clone(&received), None)));
     observer.in_flight.inc();
-    let mut response = next.run(request).await;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     let user = response.extensions_mut().remove::<User>().map(|u| u.0);
     if let Some(event) = response.extensions_mut().remove::<BlobEvent>() {
         let repo = described.repo.as_ref().map(tracing::field::display);
@@ -303,6 +314,7 @@ async fn observe(State(observer): State<Arc<Observer>>, request: Request, next: 
     }
     let done = Done {
         observer,
+        id,
         method,
         path,
         described,
@@ -327,6 +339,8 @@ async fn observe(State(observer): State<Arc<Observer>>, request: Request, next: 
 /// Everything the access line needs once the response body has ended.
 struct Done {
     observer: Arc<Observer>,
+    /// The request id (see [`request_id`]).
+    id: String,
     method: &'static str,
     path: String,
     described: Described,
@@ -338,7 +352,8 @@ struct Done {
 }
 
 impl Done {
-    fn finish(self, sent: u64, complete: bool) {
+    /// Counts and logs the request; `error` is why its response body failed, if it did.
+    fn finish(self, sent: u64, complete: bool, error: Option<&axum::Error>) {
         let o = &self.observer;
         let elapsed = self.started.elapsed();
         let received = self.received.load(Ordering::Relaxed);
@@ -372,6 +387,7 @@ impl Done {
         o.in_flight.dec();
         tracing::info!(
             target: "kiln_registry::access",
+            request_id = %self.id,
             method = %self.method,
             route = %route,
             path = %self.path,
@@ -383,6 +399,7 @@ impl Done {
             client = self.client.map(tracing::field::display),
             user = self.user.as_deref(),
             aborted = (!complete).then_some(true),
+            error = error.map(tracing::field::display),
         );
     }
 }
@@ -407,9 +424,9 @@ impl Counted {
         }
     }
 
-    fn end(&mut self, complete: bool) {
+    fn end(&mut self, complete: bool, error: Option<&axum::Error>) {
         if let Some(done) = self.done.take() {
-            done.finish(self.bytes.load(Ordering::Relaxed), complete);
+            done.finish(self.bytes.load(Ordering::Relaxed), complete, error);
         }
     }
 }
@@ -430,11 +447,11 @@ impl HttpBody for Counted {
                     this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
                 if this.inner.is_end_stream() {
-                    this.end(true);
+                    this.end(true, None);
                 }
             }
-            Poll::Ready(None) => this.end(true),
-            Poll::Ready(Some(Err(_))) => this.end(false),
+            Poll::Ready(None) => this.end(true, None),
+            Poll::Ready(Some(Err(e))) => this.end(false, Some(e)),
             Poll::Pending => {}
         }
         polled
@@ -453,7 +470,7 @@ impl Drop for Counted {
     fn drop(&mut self) {
         let complete =
             self.inner.is_end_stream() || self.expected == Some(self.bytes.load(Ordering::Relaxed));
-        self.end(complete);
+        self.end(complete, None);
     }
 }
 

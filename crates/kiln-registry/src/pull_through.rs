@@ -645,8 +645,7 @@ async fn cache_blob(
             };
         }
     };
-    let (r, i) = (repo.clone(), id);
-    let _ignored = blocking(storage, move |s| s.cancel_upload(&r, &i)).await;
+    crate::service::discard_upload(storage, repo, &id).await;
     outcome
 }
 

@@ -867,8 +867,7 @@ async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request, caller: 
     let (sink, result) = write_chunk(sink, request.into_body(), None).await;
     if let Err(e) = result {
         drop(sink);
-        let (r, i) = (repo.clone(), id.clone());
-        let _ignored = blocking(&app.storage, move |s| s.cancel_upload(&r, &i)).await;
+        service::discard_upload(&app.storage, &repo, &id).await;
         return Err(e);
     }
     finish_upload(sink, &repo, &d).await

@@ -24,6 +24,15 @@ where
         .map_err(storage_error)
 }
 
+/// Ends an upload session that failed, discarding its data; a failure to do so is logged (GC removes the
+/// session later).
+pub(crate) async fn discard_upload(storage: &Arc<dyn Storage>, repo: &RepoName, id: &str) {
+    let (r, i) = (repo.clone(), id.to_owned());
+    if let Err(e) = blocking(storage, move |s| s.cancel_upload(&r, &i)).await {
+        tracing::warn!(repository = %repo, upload = id, error = %e.message, "cannot discard a failed upload");
+    }
+}
+
 /// Maps a storage failure to its answer.
 pub(crate) fn storage_error(e: StorageError) -> RegistryError {
     match e {

@@ -938,3 +938,89 @@ fn differential_against_distribution() {
         );
     }
 }
+
+/// The JSON log lines of a server.
+fn log_lines(server: &Server) -> Vec<serde_json::Value> {
+    server
+        .log_text()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A 5xx answer's request id, after checking that its body names none of `hidden`.
+fn server_error_id(answer: &Answer, status: u16, hidden: &[&str]) -> String {
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    assert_eq!(answer.status, status, "{body}");
+    assert_eq!(answer.code(), "UNKNOWN", "{body}");
+    for h in hidden {
+        assert!(!body.contains(h), "{h} in the body: {body}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let id = v["errors"][0]["detail"]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.contains(&format!("request {id}")), "{body}");
+    id
+}
+
+/// The `kiln_registry::error` line and the access line logged under request `id`.
+fn logged(server: &Server, id: &str) -> (serde_json::Value, serde_json::Value) {
+    let lines = log_lines(server);
+    let find = |target: &str| {
+        lines
+            .iter()
+            .find(|l| l["target"] == target && l["request_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {target} line for request {id} in:\n{}", server.log_text()))
+    };
+    (find("kiln_registry::error"), find("kiln_registry::access"))
+}
+
+#[test]
+fn regression_5xx_bodies_hide_server_paths_which_the_log_keeps_under_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("reg");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mirror = format!("docker.io=http://{upstream}");
+    let server = serve(
+        &root,
+        &dir.path().join("log"),
+        &["--log-format", "json", "--mirror", &mirror],
+    );
+    let addr = server.addr.clone();
+    let root_text = root.display().to_string();
+
+    // A pull-through whose upstream is down: 502, the upstream's address only in the log.
+    let answer = request(&addr, "GET", "/v2/org/app/manifests/1", &[], b"").unwrap();
+    let id = server_error_id(&answer, 502, &[&upstream, &root_text]);
+    let (error, access) = logged(&server, &id);
+    assert!(error["error"].as_str().unwrap().contains(&upstream), "{error}");
+    assert_eq!(access["status"], 502, "{access}");
+
+    // A manifest damaged on disk: 500 (not a 400 about uploaded content), its path only in the log.
+    let image = TestImage::new(7, 1000);
+    assert!(image.push_raw(&addr, "org/app", "1").unwrap());
+    let blob = root.join("blobs/sha256").join(image.digest().hex());
+    std::fs::write(&blob, vec![b'x'; image.manifest.len()]).unwrap();
+    let answer = request(&addr, "GET", "/v2/org/app/manifests/1", &[], b"").unwrap();
+    let id = server_error_id(&answer, 500, &[&root_text, "blobs/", "uploaded content"]);
+    let (error, _) = logged(&server, &id);
+    let logged_error = error["error"].as_str().unwrap();
+    assert!(logged_error.contains(&blob.display().to_string()), "{error}");
+    assert!(logged_error.contains(&image.digest().to_string()), "{error}");
+    // fsck names the file.
+    let out = Command::cargo_bin("kiln")
+        .unwrap()
+        .args(["registry", "fsck", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(&blob.display().to_string()), "{report}");
+}

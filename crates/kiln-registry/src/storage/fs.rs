@@ -329,7 +329,7 @@ impl UploadSink for FsUpload {
         let size = writer.len();
         let result = writer.commit(Some(expected));
         let _ignored = fs_err::remove_dir_all(&dir);
-        let digest = result?;
+        let digest = result.map_err(StorageError::uploaded)?;
         create_empty_durable(&self.storage.layer_link(&self.repo, &digest))?;
         Ok(size)
     }
@@ -492,6 +492,19 @@ impl Storage for FsStorage {
         if !link.is_file() {
             return Ok(false);
         }
+        // The subject is read before anything changes, so that a failed read leaves the manifest whole.
+        // Damaged bytes name no subject: the manifest is deleted all the same (that is how one gets rid of
+        // it) and its referrer entry, if any, is left to GC (a listing skips entries without a manifest).
+        let subject = match self.inner.store.read_verified(digest) {
+            Ok(bytes) => bytes
+                .and_then(|b| kiln_oci::manifest::parse_manifest(&b, None).ok())
+                .and_then(|refs| refs.subject),
+            Err(kiln_oci::StoreError::DigestMismatch { path, actual, .. }) => {
+                tracing::warn!(path = %path.display(), %actual, "deleting a damaged manifest");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Untag first so no tag ever points at a missing manifest.
         for name in list_names(&self.repo_dir(repo).join("_tags"))? {
             let Ok(tag) = name.parse::<Tag>() else { continue };
@@ -499,10 +512,7 @@ impl Storage for FsStorage {
                 remove_if_present(&self.tag_file(repo, &tag))?;
             }
         }
-        if let Some(bytes) = self.inner.store.read_verified(digest)?
-            && let Ok(refs) = kiln_oci::manifest::parse_manifest(&bytes, None)
-            && let Some(subject) = refs.subject
-        {
+        if let Some(subject) = subject {
             let name = format!("{}-{}", digest.algorithm(), digest.hex());
             remove_if_present(&self.referrer_dir(repo, &subject.digest).join(name))?;
         }

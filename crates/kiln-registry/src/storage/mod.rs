@@ -72,14 +72,35 @@ pub enum StorageError {
     },
 }
 
+/// A blob store failure of the storage itself: content that does not hash to its digest when read is
+/// damaged storage (a server error that `fsck` names), never the client's fault. Only finishing an upload
+/// compares with a digest a client gave: see [`StorageError::uploaded`].
 impl From<kiln_oci::StoreError> for StorageError {
     fn from(e: kiln_oci::StoreError) -> StorageError {
+        match e {
+            kiln_oci::StoreError::DigestMismatch {
+                expected,
+                actual,
+                path,
+            } => StorageError::Corrupt {
+                path: path.display().to_string(),
+                reason: format!("content has digest {actual}, expected {expected}"),
+            },
+            kiln_oci::StoreError::Io(e) => StorageError::Io(e),
+            other => StorageError::Store(other),
+        }
+    }
+}
+
+impl StorageError {
+    /// A blob store failure while committing an upload session against the client's digest: a mismatch
+    /// is the uploaded content's ([`StorageError::DigestMismatch`], a 400).
+    pub fn uploaded(e: kiln_oci::StoreError) -> StorageError {
         match e {
             kiln_oci::StoreError::DigestMismatch { expected, actual, .. } => {
                 StorageError::DigestMismatch { expected, actual }
             }
-            kiln_oci::StoreError::Io(e) => StorageError::Io(e),
-            other => StorageError::Store(other),
+            other => other.into(),
         }
     }
 }

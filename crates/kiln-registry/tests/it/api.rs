@@ -712,28 +712,36 @@ async fn tag_and_catalog_pagination() {
     assert_eq!(header(&h, "link"), "</v2/_catalog?n=2&last=p>; rel=\"next\"");
 }
 
-#[tokio::test]
-async fn referrers_with_artifact_type_filter_and_oci_subject() {
-    let s = Server::start().await;
-    let (manifest, _, _) = push_image(&s, "r", b"l").await;
-    let subject = sha256(&manifest);
+/// Pushes an image to `repo` tagged `v1` and the empty config of artifacts; returns the image's manifest
+/// and a maker of artifact manifests of a type whose subject it is.
+async fn push_subject(s: &Server, repo: &str) -> (Vec<u8>, impl Fn(&str) -> Vec<u8>) {
+    let (manifest, _, _) = push_image(s, repo, b"l").await;
     expect(
-        s.put_manifest("r", "v1", OCI_MANIFEST, &manifest).await,
+        s.put_manifest(repo, "v1", OCI_MANIFEST, &manifest).await,
         StatusCode::CREATED,
         None,
     )
     .await;
-    let empty = s.push_blob("r", b"{}").await;
-    let artifact = |artifact_type: &str| {
+    let empty = s.push_blob(repo, b"{}").await;
+    let (subject, size) = (sha256(&manifest), manifest.len());
+    let artifact = move |artifact_type: &str| {
         serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
             "layers": [],
-            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": manifest.len()},
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": size},
             "annotations": {"org.example": "yes"},
         }))
         .unwrap()
     };
+    (manifest, artifact)
+}
+
+#[tokio::test]
+async fn referrers_with_artifact_type_filter_and_oci_subject() {
+    let s = Server::start().await;
+    let (manifest, artifact) = push_subject(&s, "r").await;
+    let subject = sha256(&manifest);
     let sig = artifact("application/vnd.example.signature");
     let sbom = artifact("application/vnd.example.sbom");
     for body in [&sig, &sbom] {
@@ -935,4 +943,81 @@ async fn malformed_requests_are_400_never_500() {
         let no_endpoint = reply.starts_with("HTTP/1.1 404") && reply.contains("UNSUPPORTED");
         assert!(bad || no_endpoint, "{reply}");
     }
+}
+
+/// Overwrites the stored bytes of blob `digest` with as many other bytes (bit rot a size check misses).
+fn rot(s: &Server, digest: &str) {
+    let path = s.root.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    std::fs::write(&path, vec![b'x'; len]).unwrap();
+}
+
+/// A 5xx answer: UNKNOWN, a request id, and nothing of the server's paths.
+fn assert_server_error(s: &Server, what: &str, status: StatusCode, body: &[u8]) {
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+    let text = String::from_utf8_lossy(body);
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNKNOWN", "{what}: {text}");
+    let id = v["errors"][0]["detail"]["request_id"].as_str().unwrap();
+    assert!(text.contains(&format!("request {id}")), "{what}: {text}");
+    let root = s.root.display().to_string();
+    assert!(
+        !text.contains(&root) && !text.contains("blobs/"),
+        "{what}: {text}"
+    );
+}
+
+#[tokio::test]
+async fn regression_a_manifest_corrupted_on_disk_is_a_server_error_not_a_client_error() {
+    let s = Server::start().await;
+    let (manifest, artifact) = push_subject(&s, "r").await;
+    let digest = sha256(&manifest);
+    let artifact = artifact("application/vnd.example.sig");
+    expect(
+        s.put_manifest("r", &sha256(&artifact), OCI_MANIFEST, &artifact)
+            .await,
+        StatusCode::CREATED,
+        None,
+    )
+    .await;
+    rot(&s, &digest);
+    rot(&s, &sha256(&artifact));
+    for (method, path) in [
+        (Method::GET, "/v2/r/manifests/v1".to_owned()),
+        (Method::GET, format!("/v2/r/manifests/{digest}")),
+        (Method::GET, format!("/v2/r/referrers/{digest}")),
+    ] {
+        let r = s.req(method.clone(), &path).send().await.unwrap();
+        let status = r.status();
+        let body = r.bytes().await.unwrap();
+        assert_server_error(&s, &format!("{method} {path}"), status, &body);
+    }
+    let r = s.req(Method::HEAD, "/v2/r/manifests/v1").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    // fsck names the damaged file.
+    let problems = kiln_registry::FsStorage::open(&s.root).unwrap().fsck().unwrap();
+    let damaged = s.root.join("blobs/sha256").join(&digest[7..]);
+    assert!(
+        problems.iter().any(|p| p.path == damaged.display().to_string()),
+        "{problems:?}"
+    );
+    // A damaged manifest can be deleted (its bytes name no subject to unlink), tags and all.
+    let path = format!("/v2/r/manifests/{digest}");
+    s.expect(Method::DELETE, &path, StatusCode::ACCEPTED, None).await;
+    s.expect(
+        Method::GET,
+        "/v2/r/manifests/v1",
+        StatusCode::NOT_FOUND,
+        Some("MANIFEST_UNKNOWN"),
+    )
+    .await;
+    // An upload whose bytes do not match the client's digest stays the client's error.
+    let wrong = sha256(b"other");
+    let r = s
+        .req(Method::POST, &format!("/v2/r/blobs/uploads/?digest={wrong}"))
+        .body(b"bytes".to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect(r, StatusCode::BAD_REQUEST, Some("DIGEST_INVALID")).await;
 }
