@@ -122,13 +122,7 @@ impl StepCache {
 
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| BuildError::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| BuildError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| BuildError::io(path, e))?;
-    tmp.persist(path).map_err(|e| BuildError::io(path, e.error))?;
-    Ok(())
+    kiln_oci::files::write_atomic(path, bytes).map_err(|e| BuildError::io(path, e))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::compress::{Compression, HashingReader, decompress_as, zstd_encoder};
 use crate::digest::Digest;
@@ -231,19 +231,7 @@ fn write_file(
     zstd: bool,
     f: impl FnOnce(&mut dyn ArchiveWrite) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".kiln-export-")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create a file in {}: {e}", dir.display()),
-            )
-        })?;
+    let temp = crate::files::temp_beside(path, ".kiln-export-")?;
     let io_err = |e: io::Error| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()));
     let file = temp.as_file().try_clone().map_err(io_err)?;
     let buffered = BufWriter::with_capacity(1 << 20, file);
@@ -264,13 +252,7 @@ fn write_file(
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(io_err)?;
     temp.as_file().sync_all().map_err(io_err)?;
-    temp.persist(path).map_err(|e| {
-        io::Error::new(
-            e.error.kind(),
-            format!("cannot rename to {}: {}", path.display(), e.error),
-        )
-    })?;
-    Ok(())
+    Ok(crate::files::persist(temp, path)?)
 }
 
 fn file_header(size: u64, mode: u32) -> tar::Header {

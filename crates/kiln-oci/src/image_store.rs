@@ -8,7 +8,7 @@
 //! the blobs of an import in progress.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -537,29 +537,9 @@ pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, ImageError> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same folder, fsync, rename, fsync folder.
+/// [`crate::files::write_atomic`] with the store's error type.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot create a file in {}: {e}", dir.display()),
-            )
-        })?;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot write {}: {e}", temp.path().display())))?;
-    temp.persist(path).map_err(|e| {
-        std::io::Error::new(
-            e.error.kind(),
-            format!("cannot rename to {}: {}", path.display(), e.error),
-        )
-    })?;
-    fs_err::File::open(dir)?.sync_all()?;
-    Ok(())
+    Ok(crate::files::write_atomic(path, bytes)?)
 }
 
 #[cfg(test)]

@@ -4,7 +4,13 @@
 //! Archives are untrusted. Files are never unpacked: a first pass lists the entries (rejecting absolute
 //! names, `..` components, duplicate files, symlinked or oversized JSON documents) and reads the small JSON
 //! documents that say what the archive is; a second pass streams the blobs and layers it names into the
-//! store, verifying every digest. Refs are written last, and only for complete images.
+//! store, verifying every digest. Refs are written last, and only for complete images. Every tar is read
+//! by [`crate::tar_reader`], the reader layer unpack uses too.
+//!
+//! A root filesystem tar becomes the layer as it is, after [`crate::layer_check::check_layer`] read every
+//! entry as an unpack would (in the same pass that stores it): a root filesystem that imports is one
+//! that `FROM` can unpack. Layers of docker-archives and OCI archives are other builders' images and are
+//! stored byte for byte, their digests verified.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufReader, Read};
@@ -17,9 +23,11 @@ use crate::image::{
     REF_NAME_ANNOTATION, from_json, normalize_name, to_json,
 };
 use crate::image_store::{ImageStore, host_platform, read_capped};
+use crate::layer_check::{LayerLimits, check_layer};
 use crate::manifest::{Descriptor, ManifestKind};
 use crate::media_types as mt;
 use crate::store::StoreError;
+use crate::tar_reader::{EntryType, TarError, TarLimits, TarReader};
 
 /// How to import.
 #[derive(Debug, Clone)]
@@ -123,42 +131,54 @@ enum EntryKind {
 struct Scan {
     entries: HashMap<String, (EntryKind, u64)>,
     json: HashMap<&'static str, Vec<u8>>,
+    /// The first entry an archive may not hold (an absolute or `..` name, a duplicate): fatal for a
+    /// docker-archive or OCI archive, while a root filesystem tar follows the layer rules instead.
+    problem: Option<String>,
 }
 
 const TOP_LEVEL_JSON: [&str; 4] = ["manifest.json", "index.json", "oci-layout", "repositories"];
 
-fn open_tar(path: &Path) -> Result<(Compression, tar::Archive<Box<dyn Read>>), ImageError> {
+fn open_tar(path: &Path) -> Result<TarReader<Box<dyn Read>>, ImageError> {
     let file = fs_err::File::open(path)?;
-    let (compression, reader) = decompress(BufReader::with_capacity(1 << 20, file))?;
-    Ok((compression, tar::Archive::new(reader)))
+    let (_, reader) = decompress(BufReader::with_capacity(1 << 20, file))?;
+    Ok(TarReader::new(reader, TarLimits::default()))
 }
 
-fn tar_err(path: &Path, e: io::Error) -> ImageError {
+fn tar_err(path: &Path, e: TarError) -> ImageError {
     ImageError::archive(path, format!("cannot read the archive: {e}"))
+}
+
+fn read_err(path: &Path, entry: &str, e: io::Error) -> ImageError {
+    ImageError::archive(path, format!("cannot read entry `{entry}`: {e}"))
 }
 
 /// First pass: every entry's kind and size, and the top-level JSON documents.
 fn scan(path: &Path) -> Result<Scan, ImageError> {
-    let (_, mut archive) = open_tar(path)?;
+    let mut reader = open_tar(path)?;
     let mut scan = Scan::default();
-    for entry in archive.entries().map_err(|e| tar_err(path, e))? {
-        let mut entry = entry.map_err(|e| tar_err(path, e))?;
-        let name = entry_name(&entry.path_bytes()).map_err(|r| ImageError::archive(path, r))?;
-        let size = entry.header().entry_size().map_err(|e| tar_err(path, e))?;
-        let kind = match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
-                    .unwrap_or_default();
-                EntryKind::Symlink(target)
+    while let Some(entry) = reader.next_entry().map_err(|e| tar_err(path, e))? {
+        let name = match entry_name(&entry.name) {
+            Ok(name) => name,
+            Err(reason) => {
+                scan.problem.get_or_insert(reason);
+                // An absolute name still says what the archive is (`/manifest.json`); `..` cannot.
+                let start = entry.name.iter().position(|&b| b != b'/').unwrap_or(entry.name.len());
+                match entry_name(&entry.name[start..]) {
+                    Ok(name) => name,
+                    Err(_) => continue,
+                }
             }
-            tar::EntryType::Link => {
-                let target = entry.link_name_bytes().unwrap_or_default();
-                entry_name(&target)
-                    .map_err(|r| ImageError::archive(path, format!("hard link `{name}`: {r}")))?;
+        };
+        let size = entry.size;
+        let kind = match entry.kind {
+            EntryType::Regular | EntryType::Continuous => EntryKind::File,
+            EntryType::Directory => EntryKind::Dir,
+            EntryType::Symlink => EntryKind::Symlink(String::from_utf8_lossy(&entry.link).into_owned()),
+            EntryType::Link => {
+                if let Err(reason) = entry_name(&entry.link) {
+                    scan.problem
+                        .get_or_insert(format!("hard link `{name}`: {reason}"));
+                }
                 EntryKind::Other
             }
             _ => EntryKind::Other,
@@ -177,19 +197,18 @@ fn scan(path: &Path) -> Result<Scan, ImageError> {
                 ));
             }
             let mut bytes = Vec::new();
-            (&mut entry)
+            reader
+                .content()
                 .take(MAX_JSON_SIZE)
                 .read_to_end(&mut bytes)
-                .map_err(|e| tar_err(path, e))?;
+                .map_err(|e| read_err(path, &name, e))?;
             scan.json.insert(top, bytes);
         }
         if let Some((previous, _)) = scan.entries.get(&name)
             && !(matches!(previous, EntryKind::Dir) && matches!(kind, EntryKind::Dir))
         {
-            return Err(ImageError::archive(
-                path,
-                format!("entry `{name}` appears more than once"),
-            ));
+            scan.problem
+                .get_or_insert(format!("entry `{name}` appears more than once"));
         }
         scan.entries.insert(name, (kind, size));
     }
@@ -256,6 +275,12 @@ fn import_file(
     compression: Compression,
 ) -> Result<Vec<Imported>, ImageError> {
     let scan = scan(path)?;
+    let archive = ["oci-layout", "index.json", "manifest.json", "repositories"]
+        .iter()
+        .any(|n| scan.json.contains_key(n));
+    if let (true, Some(problem)) = (archive, &scan.problem) {
+        return Err(ImageError::archive(path, problem.clone()));
+    }
     if scan.json.contains_key("oci-layout") && scan.json.contains_key("index.json") {
         import_oci_archive(store, path, name, &scan)
     } else if scan.json.contains_key("manifest.json") {
@@ -365,23 +390,21 @@ fn import_oci_archive(
     scan: &Scan,
 ) -> Result<Vec<Imported>, ImageError> {
     check_oci_layout(path, &scan.json["oci-layout"])?;
-    let (_, mut archive) = open_tar(path)?;
-    for entry in archive.entries().map_err(|e| tar_err(path, e))? {
-        let mut entry = entry.map_err(|e| tar_err(path, e))?;
-        let entry_path = entry_name(&entry.path_bytes()).map_err(|r| ImageError::archive(path, r))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+    let mut reader = open_tar(path)?;
+    while let Some(entry) = reader.next_entry().map_err(|e| tar_err(path, e))? {
+        let entry_path = entry_name(&entry.name).map_err(|r| ImageError::archive(path, r))?;
+        if entry.kind != EntryType::Regular {
             continue;
         }
         let Some(digest) = blob_entry(&entry_path) else {
             continue;
         };
         let digest = digest.map_err(|r| ImageError::archive(path, r))?;
-        let size = entry.header().entry_size().map_err(|e| tar_err(path, e))?;
-        if store.blobs().size(&digest)? == Some(size) {
+        if store.blobs().size(&digest)? == Some(entry.size) {
             continue;
         }
         let mut writer = store.blobs().writer(digest.algorithm())?;
-        io::copy(&mut entry, &mut writer).map_err(|e| tar_err(path, e))?;
+        io::copy(&mut reader.content(), &mut writer).map_err(|e| read_err(path, &entry_path, e))?;
         writer
             .commit(Some(&digest))
             .map_err(|e| mismatch(path, &entry_path, e))?;
@@ -514,19 +537,20 @@ fn import_docker_archive(
         }
     }
     // Second pass: stream the configs and layers.
-    let (_, mut archive) = open_tar(path)?;
-    for entry in archive.entries().map_err(|e| tar_err(path, e))? {
-        let mut entry = entry.map_err(|e| tar_err(path, e))?;
-        let entry_path = entry_name(&entry.path_bytes()).map_err(|r| ImageError::archive(path, r))?;
+    let mut reader = open_tar(path)?;
+    while let Some(entry) = reader.next_entry().map_err(|e| tar_err(path, e))? {
+        let entry_path = entry_name(&entry.name).map_err(|r| ImageError::archive(path, r))?;
         if let Some(slot) = configs.get_mut(&entry_path) {
             let mut bytes = Vec::new();
-            (&mut entry)
+            reader
+                .content()
                 .take(MAX_JSON_SIZE)
                 .read_to_end(&mut bytes)
-                .map_err(|e| tar_err(path, e))?;
+                .map_err(|e| read_err(path, &entry_path, e))?;
             *slot = Some(bytes);
         } else if let Some(slot) = layers.get_mut(&entry_path) {
-            let (_, mut reader) = decompress(&mut entry).map_err(|e| tar_err(path, e))?;
+            let mut content = reader.content();
+            let (_, mut reader) = decompress(&mut content).map_err(|e| read_err(path, &entry_path, e))?;
             let mut writer = LayerWriter::new(store.blobs(), compression)?;
             io::copy(&mut reader, &mut writer)
                 .map_err(|e| ImageError::archive(path, format!("cannot read layer `{entry_path}`: {e}")))?;
@@ -687,11 +711,43 @@ fn import_rootfs_tar(
         });
     }
     let file = fs_err::File::open(path)?;
-    let (_, mut reader) = decompress(BufReader::with_capacity(1 << 20, file))?;
-    let mut writer = LayerWriter::new(store.blobs(), compression)?;
-    io::copy(&mut reader, &mut writer).map_err(|e| tar_err(path, e))?;
-    let layer = writer.finish()?;
+    let (_, reader) = decompress(BufReader::with_capacity(1 << 20, file))?;
+    let mut tee = Tee {
+        inner: reader,
+        sink: LayerWriter::new(store.blobs(), compression)?,
+        write_error: None,
+    };
+    // Checked as FROM will unpack it, while it is stored; the bytes after the end of the archive
+    // (the second zero block, record padding) are part of the layer too.
+    let checked = check_layer(&mut tee, &LayerLimits::default())
+        .map_err(|e| ImageError::archive(path, e.to_string()))
+        .and_then(|_| io::copy(&mut tee, &mut io::sink()).map_err(ImageError::from));
+    if let Some(e) = tee.write_error.take() {
+        return Err(e.into());
+    }
+    checked?;
+    let layer = tee.sink.finish()?;
     single_layer(store, path, name, layer, SourceFormat::RootfsTar)
+}
+
+/// Reads `inner` and writes what it read into `sink`; a write error is kept for the caller (the
+/// reader sees a failed read).
+struct Tee<R, W> {
+    inner: R,
+    sink: W,
+    write_error: Option<io::Error>,
+}
+
+impl<R: Read, W: io::Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.sink.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.write_error = Some(e);
+            return Err(io::Error::new(kind, "the layer could not be stored"));
+        }
+        Ok(n)
+    }
 }
 
 fn import_rootfs_dir(
@@ -785,6 +841,58 @@ fn append_tree<W: io::Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A root filesystem tar of `entries` (name, type, mode field as written), device fields NUL.
+    fn rootfs_tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, kind, mode) in entries {
+            out.extend(crate::tar_reader::test_block(
+                name.as_bytes(),
+                *kind,
+                &[(100..108, mode)],
+            ));
+        }
+        // End blocks and record padding, as tar writes them: part of the layer too.
+        out.resize(10240, 0);
+        out
+    }
+
+    #[test]
+    fn regression_rootfs_tar_import_checks_headers_as_unpack_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("store")).unwrap();
+        let options = ImportOptions {
+            name: Some("rootfs:1".into()),
+            ..ImportOptions::default()
+        };
+        // NUL device fields on a folder and a file: imported, the layer byte for byte.
+        let good = rootfs_tar(&[("./", b'5', b"0000755\0"), ("./etc", b'0', b"0000644\0")]);
+        fs_err::write(dir.path().join("good.tar"), &good).unwrap();
+        let imported = import(&store, &dir.path().join("good.tar"), &options).unwrap();
+        assert_eq!(imported[0].format, SourceFormat::RootfsTar);
+        let layer = &store.resolve(&imported[0].descriptor).unwrap().manifest.layers[0];
+        let blob = store.blobs().read_verified(&layer.digest).unwrap().unwrap();
+        let (_, mut plain) = decompress(&blob[..]).unwrap();
+        let mut bytes = Vec::new();
+        plain.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, good);
+        // A mode field that is not a number: refused naming the entry, no image named.
+        let bad = rootfs_tar(&[("./", b'5', b"0000755\0"), ("./etc/shadow", b'0', b"rw-r--r\0")]);
+        fs_err::write(dir.path().join("bad.tar"), &bad).unwrap();
+        let options = ImportOptions {
+            name: Some("rootfs:bad".into()),
+            ..ImportOptions::default()
+        };
+        let err = import(&store, &dir.path().join("bad.tar"), &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"./etc/shadow\": bad mode field \"rw-r--r\\0\""),
+            "{err}"
+        );
+        let names: Vec<String> = store.refs().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["rootfs:1"]);
+    }
 
     #[test]
     fn entry_names_are_normalized_and_escapes_refused() {

@@ -126,6 +126,18 @@ pub enum RootfsError {
 /// Shorthand for the crate's results.
 pub type Result<T, E = RootfsError> = std::result::Result<T, E>;
 
+/// Reading and checking layer tars happens in kiln-oci: its errors keep their entry here.
+impl From<kiln_oci::tar_reader::TarError> for RootfsError {
+    fn from(e: kiln_oci::tar_reader::TarError) -> Self {
+        use kiln_oci::tar_reader::TarError;
+        match e {
+            TarError::Entry { entry, reason } => RootfsError::Entry { entry, reason },
+            TarError::Limit { entry, what, limit } => RootfsError::Limit { entry, what, limit },
+            TarError::Read { after, source } => RootfsError::Tar { after, source },
+        }
+    }
+}
+
 /// Attaches `path` to an I/O error.
 pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> RootfsError {
     let path = path.into();

@@ -1,12 +1,12 @@
 //! Extract an uncompressed OCI/docker layer tar into a directory in overlayfs *lowerdir* form.
 //!
-//! The input is hostile: every name is normalized (leading `/` dropped, `.` and empty components
-//! dropped, `..` refused), every parent directory is opened one component at a time with
-//! `O_NOFOLLOW` from the unpack root (so nothing is ever written through a symlink, whatever the
-//! tar put there), a hard link must name a non-directory written earlier by the same layer, and the
-//! limits of [`UnpackLimits`] bound entries, content bytes, name lengths and the in-memory extension
-//! headers (PAX, GNU long names), which are parsed here rather than by the `tar` crate so their size
-//! is checked before they are read.
+//! The input is hostile. Headers are read by kiln-oci's [`TarReader`] and every entry is checked by
+//! its [`LayerChecker`] (the same code `kiln image import` runs over a root filesystem tar, so what
+//! imports unpacks): names normalized (leading `/`, `.` and empty components dropped, `..` refused),
+//! a hard link must name a non-directory written earlier by the same layer, and the limits of
+//! [`UnpackLimits`] bound entries, content bytes, name lengths and the in-memory extension headers.
+//! Here, every parent directory is opened one component at a time with `O_NOFOLLOW` from the unpack
+//! root, so nothing is ever written through a symlink, whatever the tar put there.
 //!
 //! Everything is written into a temporary sibling of `dest` that is synced (`syncfs`, unless the
 //! caller asks for [`Durability::UntilReboot`]) and renamed to `dest` (without replacing anything)
@@ -19,43 +19,15 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use kiln_oci::layer_check::{LayerChecker, LayerOp, NodeKind};
+pub use kiln_oci::layer_check::{LayerLimits as UnpackLimits, LayerStats as UnpackStats};
+use kiln_oci::tar_reader::{EntryType, TarEntry, TarReader};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
-use tar::EntryType;
 
 use crate::error::{RootfsError, io_at};
 use crate::sys;
-
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
-
-/// Bounds on what one layer may contain. The defaults fit any real image.
-#[derive(Debug, Clone)]
-pub struct UnpackLimits {
-    /// Most entries (headers of files, directories, links…; extension headers not counted).
-    pub max_entries: u64,
-    /// Most content bytes of regular files, summed.
-    pub max_bytes: u64,
-    /// Longest entry name or link target, in bytes.
-    pub max_name_len: usize,
-    /// Largest PAX or GNU long-name/long-link extension header, in bytes (held in memory).
-    pub max_header_bytes: u64,
-    /// Whether character and block devices other than whiteouts are allowed.
-    pub allow_devices: bool,
-}
-
-impl Default for UnpackLimits {
-    fn default() -> Self {
-        Self {
-            max_entries: 4 << 20,
-            max_bytes: 64 << 30,
-            max_name_len: 4096,
-            max_header_bytes: 1 << 20,
-            allow_devices: true,
-        }
-    }
-}
+use kiln_oci::files::parent_dir;
 
 /// How durable an unpacked layer must be once [`unpack_layer_with`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,15 +41,6 @@ pub enum Durability {
     /// reboot (an unpacked cache of a verified blob); `syncfs` syncs the whole filesystem, other
     /// processes' dirty data included, and took seconds on a busy CI disk.
     UntilReboot,
-}
-
-/// What an unpack wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UnpackStats {
-    /// Entries applied (extension headers not counted).
-    pub entries: u64,
-    /// Content bytes of regular files written.
-    pub bytes: u64,
 }
 
 /// Extracts the uncompressed layer `tar` into `dest`, which must not exist (its parent must), in
@@ -103,10 +66,7 @@ pub fn unpack_layer_with(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_at(dest)(e)),
     }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = parent_dir(dest);
     let file_name = dest.file_name().ok_or_else(|| RootfsError::InvalidPath {
         path: dest.to_path_buf(),
         reason: "an unpack destination needs a final name",
@@ -121,11 +81,10 @@ pub fn unpack_layer_with(
     let root = sys::open_dir(rustix::fs::CWD, temp.path()).map_err(|e| io_at(temp.path())(e.into()))?;
     let mut unpacker = Unpacker {
         root,
+        checker: LayerChecker::new(limits),
         limits,
-        stats: UnpackStats::default(),
         dir_times: Vec::new(),
         whiteouts: HashSet::new(),
-        written: HashSet::new(),
         root_mode_set: false,
         parent_cache: None,
     };
@@ -135,7 +94,7 @@ pub fn unpack_layer_with(
         // Durable before visible: a power loss after the rename must not leave truncated files.
         rustix::fs::syncfs(&unpacker.root).map_err(|e| io_at(temp.path())(e.into()))?;
     }
-    let stats = unpacker.stats;
+    let stats = unpacker.checker.stats();
     drop(unpacker);
     let dir_fd = sys::open_dir(rustix::fs::CWD, parent).map_err(|e| io_at(parent)(e.into()))?;
     let temp_name = temp.path().file_name().map(OsStr::to_owned).unwrap_or_default();
@@ -155,40 +114,17 @@ pub fn unpack_layer_with(
     Ok(stats)
 }
 
-/// The metadata of one entry, gathered from its header and the extension headers before it.
-struct Meta {
-    name: Vec<u8>,
-    link: Vec<u8>,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: Timespec,
-    /// Device major and minor numbers (0 for other kinds).
-    dev: (u32, u32),
-    xattrs: sys::Xattrs,
-}
-
 struct Unpacker<'a> {
     root: OwnedFd,
+    checker: LayerChecker,
     limits: &'a UnpackLimits,
-    stats: UnpackStats,
     /// Directories written by the layer and their mtimes, applied at the end.
     dir_times: Vec<(Vec<OsString>, Timespec)>,
     /// Names whited out by this layer (a later directory of the same name becomes opaque).
     whiteouts: HashSet<Vec<OsString>>,
-    /// Non-directories written by this layer: the only valid hard-link targets.
-    written: HashSet<Vec<OsString>>,
     root_mode_set: bool,
     /// The last parent directory opened, reused by its following siblings.
     parent_cache: Option<(Vec<OsString>, OwnedFd)>,
-}
-
-/// Extension headers seen before the entry they describe.
-#[derive(Default)]
-struct Pending {
-    pax: Option<Vec<u8>>,
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -209,239 +145,21 @@ fn entry_io(name: &[u8]) -> impl FnOnce(Errno) -> RootfsError + '_ {
     }
 }
 
-/// Splits a tar name into safe components: leading `/` dropped, `.` and empty components dropped,
-/// `..` and NUL refused.
-fn components(name: &[u8], what: &str) -> Result<Vec<OsString>, String> {
-    if name.contains(&0) {
-        return Err(format!("{what} contains a NUL byte"));
+fn mtime(entry: &TarEntry) -> Timespec {
+    Timespec {
+        tv_sec: entry.mtime,
+        tv_nsec: entry.mtime_nsec.into(),
     }
-    let mut out = Vec::new();
-    for part in name.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => return Err(format!("{what} has a `..` component")),
-            _ => out.push(OsStr::from_bytes(part).to_owned()),
-        }
-    }
-    Ok(out)
-}
-
-/// Parses a PAX time (`-12.5`, `1700000000.123456789`) into a timespec.
-fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
-    let negative = int.starts_with('-');
-    let secs: i64 = int.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    let mut nsec: i64 = digits.parse().ok()?;
-    let mut secs = secs;
-    if negative && nsec > 0 {
-        secs = secs.checked_sub(1)?;
-        nsec = 1_000_000_000 - nsec;
-    }
-    Some(Timespec {
-        tv_sec: secs,
-        tv_nsec: nsec as _,
-    })
-}
-
-fn parse_u32(value: &[u8]) -> Option<u32> {
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 impl Unpacker<'_> {
     fn run(&mut self, tar: impl Read) -> Result<(), RootfsError> {
-        let mut archive = tar::Archive::new(tar);
-        let entries = archive.entries().map_err(|source| RootfsError::Tar {
-            after: String::new(),
-            source,
-        })?;
-        let mut last = String::new();
-        let mut pending = Pending::default();
-        for entry in entries.raw(true) {
-            let mut entry = entry.map_err(|source| RootfsError::Tar {
-                after: last.clone(),
-                source,
-            })?;
-            let header = entry.header().clone();
-            let kind = header.entry_type();
-            let header_name = header.path_bytes().into_owned();
-            let size = header.entry_size().map_err(|source| RootfsError::Tar {
-                after: last.clone(),
-                source,
-            })?;
-            let slot = match kind {
-                EntryType::XHeader => Some(&mut pending.pax),
-                EntryType::GNULongName => Some(&mut pending.long_name),
-                EntryType::GNULongLink => Some(&mut pending.long_link),
-                EntryType::XGlobalHeader => None,
-                _ => {
-                    let meta = self.meta(&header, &mut pending, size)?;
-                    last = lossy(&meta.name);
-                    self.count_entry(&meta.name)?;
-                    self.apply(kind, &meta, size, &mut entry)?;
-                    continue;
-                }
-            };
-            if size > self.limits.max_header_bytes {
-                return Err(RootfsError::Limit {
-                    entry: format!(
-                        "{} (extension header before the entry after {last:?})",
-                        lossy(&header_name)
-                    ),
-                    what: "an extension header's size",
-                    limit: self.limits.max_header_bytes,
-                });
-            }
-            let mut body = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut body).map_err(|source| RootfsError::Tar {
-                after: last.clone(),
-                source,
-            })?;
-            if let Some(slot) = slot {
-                if slot.is_some() {
-                    return Err(RootfsError::Tar {
-                        after: last.clone(),
-                        source: io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "two extension headers of one kind describe the same entry",
-                        ),
-                    });
-                }
-                *slot = Some(body);
-            }
-        }
-        if pending.pax.is_some() || pending.long_name.is_some() || pending.long_link.is_some() {
-            return Err(RootfsError::Tar {
-                after: last,
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "extension header with no entry after it",
-                ),
-            });
+        let mut reader = TarReader::new(tar, self.limits.tar());
+        while let Some(entry) = reader.next_entry()? {
+            let op = self.checker.check(&entry)?;
+            self.apply(&entry, op, &mut reader.content())?;
         }
         Ok(())
-    }
-
-    fn count_entry(&mut self, name: &[u8]) -> Result<(), RootfsError> {
-        self.stats.entries += 1;
-        if self.stats.entries > self.limits.max_entries {
-            return Err(RootfsError::Limit {
-                entry: lossy(name),
-                what: "the number of entries",
-                limit: self.limits.max_entries,
-            });
-        }
-        Ok(())
-    }
-
-    /// Gathers the entry's metadata from its header and pending extension headers.
-    fn meta(&self, header: &tar::Header, pending: &mut Pending, size: u64) -> Result<Meta, RootfsError> {
-        let pax = pending.pax.take();
-        let mut name = header.path_bytes().into_owned();
-        let mut link = header
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default();
-        if let Some(mut long) = pending.long_name.take() {
-            while long.last() == Some(&0) {
-                long.pop();
-            }
-            name = long;
-        }
-        if let Some(mut long) = pending.long_link.take() {
-            while long.last() == Some(&0) {
-                long.pop();
-            }
-            link = long;
-        }
-        let bad = |what: &'static str| {
-            let name = lossy(&name);
-            move |e: io::Error| RootfsError::Entry {
-                entry: name,
-                reason: format!("bad {what} field: {e}"),
-            }
-        };
-        let mut uid = header.uid().map_err(bad("uid"))?;
-        let mut gid = header.gid().map_err(bad("gid"))?;
-        let mtime = header.mtime().map_err(bad("mtime"))?;
-        let mut mtime = Timespec {
-            tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
-            tv_nsec: 0,
-        };
-        let mode = header.mode().map_err(bad("mode"))? & 0o7777;
-        let dev = (
-            header.device_major().map_err(bad("devmajor"))?.unwrap_or(0),
-            header.device_minor().map_err(bad("devminor"))?.unwrap_or(0),
-        );
-        let mut xattrs = Vec::new();
-        if let Some(pax) = &pax {
-            for record in tar::PaxExtensions::new(pax) {
-                let record = record.map_err(|e| refuse(&name, format!("bad PAX header: {e}")))?;
-                let (key, value) = (record.key_bytes(), record.value_bytes());
-                match key {
-                    b"path" => name = value.to_vec(),
-                    b"linkpath" => link = value.to_vec(),
-                    b"uid" => {
-                        uid = parse_u32(value)
-                            .ok_or_else(|| refuse(&name, "bad PAX uid"))?
-                            .into()
-                    }
-                    b"gid" => {
-                        gid = parse_u32(value)
-                            .ok_or_else(|| refuse(&name, "bad PAX gid"))?
-                            .into()
-                    }
-                    b"mtime" => {
-                        mtime = parse_pax_time(value).ok_or_else(|| refuse(&name, "bad PAX mtime"))?
-                    }
-                    b"size" => {
-                        // The tar crate sizes raw entries by their header; a different PAX size
-                        // (files over 8 GiB) would desynchronize the stream.
-                        if value != size.to_string().as_bytes() {
-                            return Err(refuse(
-                                &name,
-                                "PAX size records (files over 8 GiB) are not supported",
-                            ));
-                        }
-                    }
-                    _ => {
-                        if let Some(xattr) = key.strip_prefix(b"SCHILY.xattr.")
-                            && !xattr.starts_with(sys::OVERLAY_XATTR_PREFIX)
-                            && !xattr.is_empty()
-                        {
-                            xattrs.push((xattr.to_vec(), value.to_vec()));
-                        }
-                    }
-                }
-            }
-        }
-        let limit = self.limits.max_name_len;
-        for (what, bytes) in [("the name's length", &name), ("the link target's length", &link)] {
-            if bytes.len() > limit {
-                return Err(RootfsError::Limit {
-                    entry: lossy(&name[..name.len().min(limit)]),
-                    what,
-                    limit: limit as u64,
-                });
-            }
-        }
-        let to_u32 = |v: u64, what: &str| {
-            u32::try_from(v).map_err(|_| refuse(&name, format!("{what} {v} is out of range")))
-        };
-        Ok(Meta {
-            uid: to_u32(uid, "uid")?,
-            gid: to_u32(gid, "gid")?,
-            mode,
-            mtime,
-            dev,
-            xattrs,
-            link,
-            name,
-        })
     }
 
     /// Opens (creating missing directories, 0755 root-owned, as docker does) the parent
@@ -451,9 +169,6 @@ impl Unpacker<'_> {
         if !cached {
             let mut fd = sys::open_dir(&self.root, ".").map_err(entry_io(name))?;
             for (i, comp) in comps.iter().enumerate() {
-                if comp.as_bytes().starts_with(WHITEOUT_PREFIX) {
-                    return Err(refuse(name, "a whiteout name is used as a directory"));
-                }
                 let next = match sys::open_dir(&fd, comp.as_os_str()) {
                     Ok(next) => next,
                     Err(Errno::NOENT) => {
@@ -500,50 +215,19 @@ impl Unpacker<'_> {
             })
     }
 
-    fn apply(
-        &mut self,
-        kind: EntryType,
-        meta: &Meta,
-        size: u64,
-        data: &mut impl Read,
-    ) -> Result<(), RootfsError> {
-        let name = meta.name.as_slice();
-        let mut comps = components(name, "the name").map_err(|r| refuse(name, r))?;
-        let is_dir = kind == EntryType::Directory || (kind == EntryType::Regular && name.ends_with(b"/"));
-        let header_only = matches!(
-            kind,
-            EntryType::Directory
-                | EntryType::Symlink
-                | EntryType::Link
-                | EntryType::Char
-                | EntryType::Block
-                | EntryType::Fifo
-        );
-        if header_only && size != 0 {
-            return Err(refuse(
-                name,
-                format!("a {kind:?} entry with {size} bytes of content"),
-            ));
-        }
-        if comps.iter().any(|c| {
-            let c = c.as_bytes();
-            c.starts_with(WHITEOUT_META_PREFIX) && c != OPAQUE_MARKER
-        }) {
-            // aufs metadata (`.wh..wh.plnk`, …): docker skips it too.
-            return Ok(());
-        }
-        let Some(last) = comps.pop() else {
-            return self.apply_root(kind, meta, is_dir);
+    fn apply(&mut self, entry: &TarEntry, op: LayerOp, data: &mut impl Read) -> Result<(), RootfsError> {
+        let name = entry.name.as_slice();
+        let (comps, last, node) = match op {
+            LayerOp::Skip => return Ok(()),
+            LayerOp::Root => return self.apply_root(entry),
+            LayerOp::Opaque { dir } => {
+                let parent = self.parent(name, &dir)?;
+                set_opaque(parent).map_err(entry_io(name))?;
+                return Ok(());
+            }
+            LayerOp::Whiteout { dir, name: hidden } => return self.apply_whiteout(name, dir, &hidden),
+            LayerOp::Node { dir, name, kind } => (dir, name, kind),
         };
-        let last_bytes = last.as_bytes();
-        if last_bytes == OPAQUE_MARKER {
-            let parent = self.parent(name, &comps)?;
-            set_opaque(parent).map_err(entry_io(name))?;
-            return Ok(());
-        }
-        if let Some(hidden) = last_bytes.strip_prefix(WHITEOUT_PREFIX) {
-            return self.apply_whiteout(name, comps, OsStr::from_bytes(hidden));
-        }
         let mut path = comps.clone();
         path.push(last.clone());
         let parent = self.parent_owned(name, &comps)?;
@@ -552,7 +236,7 @@ impl Unpacker<'_> {
             Err(Errno::NOENT) => None,
             Err(e) => return Err(entry_io(name)(e)),
         };
-        if is_dir {
+        if node == NodeKind::Dir {
             if existing != Some(FileType::Directory) {
                 if existing.is_some() {
                     sys::remove_any(parent.as_fd(), &last).map_err(entry_io(name))?;
@@ -565,14 +249,13 @@ impl Unpacker<'_> {
             if self.whiteouts.contains(&path) {
                 set_opaque(&dir).map_err(entry_io(name))?;
             }
-            self.set_owner_mode(name, &dir, meta)?;
-            self.set_xattrs(name, &parent, &last, meta)?;
-            self.written.remove(&path);
-            self.dir_times.push((path, meta.mtime));
+            self.set_owner_mode(name, &dir, entry)?;
+            self.set_xattrs(name, &parent, &last, entry)?;
+            self.dir_times.push((path, mtime(entry)));
             return Ok(());
         }
-        if kind == EntryType::Link {
-            return self.apply_hardlink(meta, &parent, &last, path);
+        if let NodeKind::HardLink { target } = node {
+            return self.apply_hardlink(entry, &parent, &last, target);
         }
         if existing.is_some() {
             sys::remove_any(parent.as_fd(), &last).map_err(entry_io(name))?;
@@ -580,8 +263,8 @@ impl Unpacker<'_> {
                 self.parent_cache = None;
             }
         }
-        match kind {
-            EntryType::Regular | EntryType::Continuous => {
+        match node {
+            NodeKind::File => {
                 let fd = rustix::fs::openat(
                     &parent,
                     &last,
@@ -590,59 +273,47 @@ impl Unpacker<'_> {
                 )
                 .map_err(entry_io(name))?;
                 let mut file = std::fs::File::from(fd);
-                self.copy_content(name, data, &mut file, size)?;
-                self.set_owner_mode(name, &file, meta)?;
-                self.set_xattrs(name, &parent, &last, meta)?;
-                rustix::fs::futimens(&file, &times(meta.mtime)).map_err(entry_io(name))?;
+                copy_content(name, data, &mut file, entry.size)?;
+                self.set_owner_mode(name, &file, entry)?;
+                self.set_xattrs(name, &parent, &last, entry)?;
+                rustix::fs::futimens(&file, &times(mtime(entry))).map_err(entry_io(name))?;
             }
-            EntryType::Symlink => {
-                if meta.link.contains(&0) || meta.link.is_empty() {
-                    return Err(refuse(name, "an empty symlink target or one with a NUL byte"));
-                }
-                rustix::fs::symlinkat(OsStr::from_bytes(&meta.link), &parent, &last)
+            NodeKind::Symlink => {
+                rustix::fs::symlinkat(OsStr::from_bytes(&entry.link), &parent, &last)
                     .map_err(entry_io(name))?;
-                self.finish_node(meta, &parent, &last, false)?;
+                self.finish_node(entry, &parent, &last, false)?;
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let file_type = match kind {
-                    EntryType::Fifo => FileType::Fifo,
-                    EntryType::Char => FileType::CharacterDevice,
-                    _ => FileType::BlockDevice,
-                };
-                let dev = if kind == EntryType::Fifo {
-                    0
-                } else if !self.limits.allow_devices {
-                    return Err(refuse(name, "device files are not allowed here"));
-                } else {
-                    rustix::fs::makedev(meta.dev.0, meta.dev.1)
+            NodeKind::Special(kind) => {
+                let (file_type, dev) = match kind {
+                    EntryType::Fifo => (FileType::Fifo, 0),
+                    EntryType::Char => (
+                        FileType::CharacterDevice,
+                        rustix::fs::makedev(entry.dev.0, entry.dev.1),
+                    ),
+                    _ => (
+                        FileType::BlockDevice,
+                        rustix::fs::makedev(entry.dev.0, entry.dev.1),
+                    ),
                 };
                 rustix::fs::mknodat(&parent, &last, file_type, Mode::from_raw_mode(0o600), dev)
                     .map_err(entry_io(name))?;
-                self.finish_node(meta, &parent, &last, true)?;
+                self.finish_node(entry, &parent, &last, true)?;
             }
-            EntryType::GNUSparse => return Err(refuse(name, "GNU sparse files are not supported")),
-            other => return Err(refuse(name, format!("unsupported entry type {other:?}"))),
+            NodeKind::Dir | NodeKind::HardLink { .. } => {}
         }
-        self.written.insert(path);
         Ok(())
     }
 }
 
 impl Unpacker<'_> {
     /// `./` (or `/`): the metadata of the layer's root directory.
-    fn apply_root(&mut self, kind: EntryType, meta: &Meta, is_dir: bool) -> Result<(), RootfsError> {
-        let name = meta.name.as_slice();
-        if !is_dir {
-            return Err(refuse(
-                name,
-                format!("the layer root must be a directory, not {kind:?}"),
-            ));
-        }
+    fn apply_root(&mut self, entry: &TarEntry) -> Result<(), RootfsError> {
+        let name = entry.name.as_slice();
         let root = sys::open_dir(&self.root, ".").map_err(entry_io(name))?;
-        self.set_owner_mode(name, &root, meta)?;
-        self.set_xattrs(name, &root, OsStr::new(""), meta)?;
+        self.set_owner_mode(name, &root, entry)?;
+        self.set_xattrs(name, &root, OsStr::new(""), entry)?;
         self.root_mode_set = true;
-        self.dir_times.push((Vec::new(), meta.mtime));
+        self.dir_times.push((Vec::new(), mtime(entry)));
         Ok(())
     }
 
@@ -654,9 +325,6 @@ impl Unpacker<'_> {
         comps: Vec<OsString>,
         hidden: &OsStr,
     ) -> Result<(), RootfsError> {
-        if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.as_bytes().contains(&b'/') {
-            return Err(refuse(name, "a whiteout of an invalid name"));
-        }
         let parent = self.parent_owned(name, &comps)?;
         let mut path = comps;
         path.push(hidden.to_owned());
@@ -680,22 +348,12 @@ impl Unpacker<'_> {
     /// A hard link to a non-directory written earlier by this layer.
     fn apply_hardlink(
         &mut self,
-        meta: &Meta,
+        entry: &TarEntry,
         parent: &OwnedFd,
         last: &OsStr,
-        path: Vec<OsString>,
+        mut target: Vec<OsString>,
     ) -> Result<(), RootfsError> {
-        let name = meta.name.as_slice();
-        let mut target = components(&meta.link, "the hard link target").map_err(|r| refuse(name, r))?;
-        if !self.written.contains(&target) {
-            return Err(refuse(
-                name,
-                format!(
-                    "hard link target {:?} is not a file written earlier in this layer",
-                    lossy(&meta.link)
-                ),
-            ));
-        }
+        let name = entry.name.as_slice();
         let Some(target_name) = target.pop() else {
             return Err(refuse(name, "a hard link to the layer root"));
         };
@@ -718,47 +376,46 @@ impl Unpacker<'_> {
         }
         rustix::fs::linkat(&target_parent, &target_name, parent, last, AtFlags::empty())
             .map_err(entry_io(name))?;
-        self.written.insert(path);
         Ok(())
     }
 
     /// Owner, mode (unless a symlink), xattrs and mtime of a node that has no fd of its own.
     fn finish_node(
         &self,
-        meta: &Meta,
+        entry: &TarEntry,
         parent: &OwnedFd,
         last: &OsStr,
         chmod: bool,
     ) -> Result<(), RootfsError> {
-        let name = meta.name.as_slice();
+        let name = entry.name.as_slice();
         rustix::fs::chownat(
             parent,
             last,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            Some(rustix::fs::Uid::from_raw(entry.uid)),
+            Some(rustix::fs::Gid::from_raw(entry.gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(entry_io(name))?;
         if chmod {
             // The node was just created by us and is not a symlink: following is moot.
-            rustix::fs::chmodat(parent, last, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+            rustix::fs::chmodat(parent, last, Mode::from_raw_mode(entry.mode), AtFlags::empty())
                 .map_err(entry_io(name))?;
         }
-        self.set_xattrs(name, parent, last, meta)?;
-        rustix::fs::utimensat(parent, last, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
+        self.set_xattrs(name, parent, last, entry)?;
+        rustix::fs::utimensat(parent, last, &times(mtime(entry)), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(entry_io(name))?;
         Ok(())
     }
 
     /// Owner then mode (chown clears setuid bits, so it goes first).
-    fn set_owner_mode(&self, name: &[u8], fd: impl AsFd, meta: &Meta) -> Result<(), RootfsError> {
+    fn set_owner_mode(&self, name: &[u8], fd: impl AsFd, entry: &TarEntry) -> Result<(), RootfsError> {
         rustix::fs::fchown(
             &fd,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            Some(rustix::fs::Uid::from_raw(entry.uid)),
+            Some(rustix::fs::Gid::from_raw(entry.gid)),
         )
         .map_err(entry_io(name))?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(entry_io(name))
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(entry.mode)).map_err(entry_io(name))
     }
 
     fn set_xattrs(
@@ -766,15 +423,21 @@ impl Unpacker<'_> {
         name: &[u8],
         parent: &OwnedFd,
         last: &OsStr,
-        meta: &Meta,
+        entry: &TarEntry,
     ) -> Result<(), RootfsError> {
-        if meta.xattrs.is_empty() {
+        // overlayfs' own attributes from a tar would change what the overlay shows: dropped.
+        let mut xattrs = entry
+            .xattrs
+            .iter()
+            .filter(|(key, _)| !key.starts_with(sys::OVERLAY_XATTR_PREFIX))
+            .peekable();
+        if xattrs.peek().is_none() {
             return Ok(());
         }
         let path = sys::proc_path(parent.as_fd(), last);
         let symlink = rustix::fs::statat(parent, last, AtFlags::SYMLINK_NOFOLLOW)
             .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Symlink);
-        for (key, value) in &meta.xattrs {
+        for (key, value) in xattrs {
             if symlink && key.starts_with(b"user.") {
                 // The kernel allows no user.* xattrs on symlinks; docker drops them too.
                 continue;
@@ -784,43 +447,6 @@ impl Unpacker<'_> {
                 reason: format!("setting xattr {}: {}", lossy(key), io::Error::from(e)),
             })?;
         }
-        Ok(())
-    }
-
-    /// Copies exactly `size` bytes of content, within the byte limit.
-    fn copy_content(
-        &mut self,
-        name: &[u8],
-        data: &mut impl Read,
-        file: &mut std::fs::File,
-        size: u64,
-    ) -> Result<(), RootfsError> {
-        let total = self.stats.bytes.saturating_add(size);
-        if total > self.limits.max_bytes {
-            return Err(RootfsError::Limit {
-                entry: lossy(name),
-                what: "the total size of file contents",
-                limit: self.limits.max_bytes,
-            });
-        }
-        let copied = io::copy(&mut data.take(size), file).map_err(|source| RootfsError::Tar {
-            after: lossy(name),
-            source,
-        })?;
-        if copied != size {
-            return Err(RootfsError::Tar {
-                after: lossy(name),
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the layer tar ends inside this file",
-                ),
-            });
-        }
-        file.flush().map_err(|source| RootfsError::EntryIo {
-            entry: lossy(name),
-            source,
-        })?;
-        self.stats.bytes = total;
         Ok(())
     }
 
@@ -861,6 +487,32 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+/// Copies exactly `size` bytes of content (the byte limit was checked with the entry).
+fn copy_content(
+    name: &[u8],
+    data: &mut impl Read,
+    file: &mut std::fs::File,
+    size: u64,
+) -> Result<(), RootfsError> {
+    let copied = io::copy(&mut data.take(size), file).map_err(|source| RootfsError::Tar {
+        after: lossy(name),
+        source,
+    })?;
+    if copied != size {
+        return Err(RootfsError::Tar {
+            after: lossy(name),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the layer tar ends inside this file",
+            ),
+        });
+    }
+    file.flush().map_err(|source| RootfsError::EntryIo {
+        entry: lossy(name),
+        source,
+    })
 }
 
 fn set_opaque(dir: impl AsFd) -> Result<(), Errno> {

@@ -1176,6 +1176,95 @@ fn a_missing_base_that_names_a_registry_is_pulled() {
     );
 }
 
+/// Issue 11, item 8: GNU tar, busybox tar and Python's tarfile leave the device fields of ordinary files
+/// NUL; such root filesystems imported but `FROM` failed with `bad devmajor field`. Each imports, and a
+/// build on it runs a RUN step and a COPY.
+#[test]
+fn regression_rootfs_tars_of_gnu_busybox_and_python_import_and_build() {
+    let Some(f) = Fixture::new() else { return };
+    if !require_tool("tar") || !require_tool("python3") {
+        return;
+    }
+    let root = f.path("rootfs");
+    let tars: [(&str, Vec<&str>); 3] = [
+        ("gnu", vec!["tar", "-cf", "../gnu.tar", "."]),
+        (
+            "busybox",
+            vec!["/bin/busybox", "tar", "-cf", "../busybox.tar", "."],
+        ),
+        (
+            "python",
+            vec![
+                "python3",
+                "-c",
+                "import tarfile; t = tarfile.open('../python.tar', 'w'); t.add('.'); t.close()",
+            ],
+        ),
+    ];
+    f.write("ctx/hello.txt", "hello\n");
+    for (tool, argv) in tars {
+        let out = Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tar = f.path(&format!("{tool}.tar"));
+        let name = format!("rootfs:{tool}");
+        f.ok(&["image", "import", tar.to_str().unwrap(), "-t", &name]);
+        let summary = f.build(
+            &format!(
+                "FROM {name}\nCOPY hello.txt /hello.txt\n\
+                 RUN test \"$(cat /hello.txt)\" = hello && test -x /bin/busybox && echo {tool} > /built\n"
+            ),
+            "ctx",
+            &format!("localhost/on-{tool}:1"),
+        );
+        assert_eq!(summary["status"], "built", "{tool}: {summary}");
+    }
+}
+
+/// Issue 11, item 12: `kiln build -f Dockerfile` (a bare file name, whose parent is the empty path) said
+/// "the build context  is not a folder"; the context, `-o` and `image export -o` are the current folder.
+#[test]
+fn regression_bare_file_names_mean_the_current_folder() {
+    let Some(f) = Fixture::new() else { return };
+    f.write("bare/hello.txt", "hello\n");
+    f.write(
+        "bare/Dockerfile",
+        "FROM busybox:test\nCOPY hello.txt /hello.txt\nRUN test -f /hello.txt\n",
+    );
+    let dir = f.path("bare");
+    let run = |args: &[&str]| {
+        let out = f.command(args).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kiln {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "build",
+        "-f",
+        "Dockerfile",
+        "-t",
+        "localhost/bare:1",
+        "-o",
+        "bare.tar",
+    ]);
+    run(&["image", "export", "localhost/bare:1", "-o", "exported.tar.zst"]);
+    for file in ["bare.tar", "exported.tar.zst"] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} not written in the current folder"
+        );
+    }
+}
+
 #[test]
 fn platforms_are_the_hosts_and_a_foreign_one_is_refused() {
     let Some(f) = Fixture::new() else { return };

@@ -190,6 +190,18 @@ fn context_files_hold_exactly_the_hashed_bytes() {
     );
 }
 
+/// Issue 11, item 12 (sibling of `kiln build -f Dockerfile`): `-o` with a bare file name writes (and
+/// makes its temporary file) in the current folder.
+#[test]
+fn regression_context_output_as_a_bare_file_name() {
+    let (tmp, root) = sample();
+    let printed = ok(kiln(&root)
+        .args(["context", "base", "-q", "-o", "bare.tar"])
+        .current_dir(tmp.path()));
+    assert_eq!(printed.trim(), expected()["images"]["base"]["context_hash"]);
+    assert!(tmp.path().join("bare.tar").is_file());
+}
+
 #[test]
 fn indexed_images_are_cached_only_for_equal_or_less_trusted_runs() {
     let (_tmp, root) = sample();

@@ -200,11 +200,10 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 /// `kiln build --dockerfile F [--context DIR] -t NAME`.
 fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()> {
     let text = fs_err::read_to_string(dockerfile)?;
+    // A bare file name (`-f Dockerfile`) is in the current folder.
     let context_dir = match &args.context {
         Some(dir) => dir.clone(),
-        None => dockerfile
-            .parent()
-            .map_or_else(|| PathBuf::from("."), Path::to_owned),
+        None => kiln_oci::files::parent_dir(dockerfile).to_owned(),
     };
     if !context_dir.is_dir() {
         bail!("the build context {} is not a folder", context_dir.display());

@@ -3,7 +3,7 @@
 use std::io::BufWriter;
 use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use kiln_tree::{Context, HashMode, TeeHash, collect, context_hash, write_tar};
 
 use crate::cli::ContextArgs;
@@ -54,15 +54,7 @@ pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
     let ctx = collect(&ws.repo.config, image)?;
     ws.warn(&ctx.warnings);
 
-    let dir = args
-        .output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-context-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let tmp = kiln_oci::files::temp_beside(&args.output, ".kiln-context-")?;
     let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
     let tar_name = format!("{}.tar", args.image);
     let (tar_hash, size) = match format {
@@ -89,8 +81,7 @@ pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
         }
     };
     tmp.as_file().sync_all()?;
-    tmp.persist(&args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    kiln_oci::files::persist(tmp, &args.output)?;
 
     // In taskgraph mode the hash is the tar's own; in native mode it is the Merkle hash over the entries.
     let hash = match ctx.mode {

@@ -14,7 +14,7 @@ use kiln_tree::ImageKind;
 
 use crate::cli::{GlobalArgs, PublishArgs};
 use crate::commands::registry::{client, runtime};
-use crate::commands::ship::{print_pinned, target, tree_image, write_atomically};
+use crate::commands::ship::{print_pinned, target, tree_image};
 use crate::commands::tag::check_tags;
 use crate::settings::Workspace;
 
@@ -89,10 +89,10 @@ pub fn run(ws: &Workspace, global: &GlobalArgs, args: &PublishArgs) -> Result<()
     })?;
     let line = format!("{digest}\n");
     if recorded.as_ref() != Some(&digest) {
-        write_atomically(&hash_file, &line)?;
+        kiln_oci::files::write_atomic(&hash_file, line.as_bytes())?;
     }
     if let Some(file) = &args.digest_file {
-        write_atomically(file, &line)?;
+        kiln_oci::files::write_atomic(file, line.as_bytes())?;
     }
     let json = args.registry.json.then(|| {
         serde_json::json!({

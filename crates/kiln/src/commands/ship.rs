@@ -1,8 +1,6 @@
 //! What `kiln upload` and `kiln publish` share: the image to ship, taken from the store and built first
 //! (exactly as `kiln build IMAGE` builds it) when the store lacks it, and how the result is printed.
 
-use std::path::Path;
-
 use anyhow::{Context as _, Result};
 use clap::{Args as _, FromArgMatches as _};
 use kiln_client::Reference;
@@ -81,23 +79,6 @@ pub fn target(registry: &str, repository: &str, tag: &str) -> Result<Reference> 
     let text = format!("{registry}/{repository}:{tag}");
     text.parse::<Reference>()
         .with_context(|| format!("`{text}` (from the registry `{registry}`) is not an image reference"))
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same folder, synced, renamed over it.
-pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", file.path().display()))?;
-    file.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// Prints `REFERENCE@DIGEST`, or with `--json` the given object.

@@ -113,7 +113,7 @@ impl FileConfig {
         let text = fs_err::read_to_string(path)?;
         let mut file: FileConfig =
             toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = kiln_oci::files::parent_dir(path);
         file.resolve_paths(base);
         Ok(file)
     }
