@@ -9,19 +9,21 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use kiln_build::{BuildOptions, Builder, context::BuildContext};
-use kiln_index::{ImageRecord, Index, Lookup, Scope, Status, resolve};
+use kiln_index::Status;
 use kiln_oci::ImageStore;
 use kiln_oci::compress::Compression;
 use kiln_oci::export::{ExportFormat, export};
+use kiln_plan::naming::{artifact_path, store_name};
+use kiln_plan::{Plan, PlanEntry, Workspace};
 use kiln_runtime::RuncRuntime;
 use serde::Serialize;
 
 use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg};
 use crate::commands::image::open_store;
-use crate::commands::plan::{PlanEntry, hash_and_route};
+use crate::commands::plan::hash_and_route;
 use crate::output::stdout;
 use crate::progress::BuildProgress;
-use crate::settings::{RunScope, Workspace};
+use crate::settings::run_scope;
 
 fn parse_pairs(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     items
@@ -193,7 +195,7 @@ fn human_size(bytes: u64) -> String {
 pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     match &args.dockerfile {
         Some(dockerfile) => single(global, args, dockerfile),
-        None => tree(&Workspace::load(global)?, global, args),
+        None => tree(&crate::settings::workspace(global)?, global, args),
     }
 }
 
@@ -326,10 +328,6 @@ fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Option<kiln_tr
 }
 
 /// The store name of an in-tree image built for a cache digest.
-pub(crate) fn store_name(image: &str, digest: &str) -> String {
-    format!("kiln/{image}:{digest}")
-}
-
 /// In-tree builds, with their summary on stdout.
 fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let summaries = build_tree(ws, global, args)?;
@@ -352,41 +350,29 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
         args.names.clone()
     };
     let config = &ws.repo.config;
-    let scope = RunScope::from_args(&args.scope, config.index.max_level)?;
-    let entries = hash_and_route(ws, &names, &scope)?;
+    let scope = run_scope(&args.scope, config.index.max_level)?;
+    let entries = hash_and_route(ws, global, &names, &scope)?;
     let index = ws.index_for_writing()?;
-    let lookups: Vec<Lookup<'_>> = entries.iter().map(PlanEntry::lookup).collect();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let statuses = resolve(&index, &lookups, now)?;
+    let plan = Plan::resolve(entries, &index, now)?;
+    let (entries, statuses) = (&plan.entries, &plan.statuses);
     let store = open_store(global)?;
-    let artifacts = args
-        .artifacts
-        .clone()
-        .unwrap_or_else(|| ws.state_dir.join("artifacts"));
+    let artifacts = args.artifacts.clone().unwrap_or_else(|| ws.artifacts_dir());
     let runtime = runtime(args);
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
 
     // An image is built when the plan says so (or --force), or when a child that is built needs it as a
     // base and this store does not have it.
-    let mut build: BTreeSet<String> = BTreeSet::new();
-    for (entry, status) in entries.iter().zip(&statuses).rev() {
-        let name = entry.image.name.as_str();
-        let in_store = store.get(&store_name(name, &entry.hashes.digest.hex))?.is_some();
-        let needed_by_child = build.iter().any(|b| {
-            entries
-                .iter()
-                .any(|e| e.image.name == *b && e.image.parent.as_deref() == Some(name))
-        });
-        let planned = matches!(status, Status::Build(_)) || (args.force && wanted.contains(name));
-        if (planned && (wanted.contains(name) || !in_store || needed_by_child))
-            || (needed_by_child && !in_store)
-        {
-            build.insert(name.to_owned());
-        }
-    }
+    let build = plan.build_set(&wanted, args.force, |entry| {
+        Ok::<_, anyhow::Error>(
+            store
+                .get(&store_name(&entry.image.name, &entry.hashes.digest.hex))?
+                .is_some(),
+        )
+    })?;
 
     let mut summaries: Vec<Summary> = Vec::new();
-    for (entry, status) in entries.iter().zip(&statuses) {
+    for (entry, status) in entries.iter().zip(statuses) {
         let name = &entry.image.name;
         if !build.contains(name) && wanted.contains(name.as_str()) {
             let found = match status {
@@ -414,7 +400,7 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
         global,
         args,
         config,
-        entries: &entries,
+        entries,
         store: &store,
         runtime: &runtime,
         artifacts: &artifacts,
@@ -429,7 +415,8 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
             if let Some(digest) = &summary.artifact_digest
                 && !entry.routes.is_empty()
             {
-                record(ws, &index, entry, &scope, &summary.manifest_digest, digest)?;
+                let record = entry.record(ws, &scope, &summary.manifest_digest, Some(digest), None);
+                kiln_index::Index::insert(&index, &entry.routes, &record)?;
             }
             summaries.push(summary);
             Ok(())
@@ -517,7 +504,7 @@ fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
     progress.warnings(&options.file_label, &built.warnings);
     let store_ref = store_name(&name, digest);
     store.set_ref(&store_ref, &built.manifest)?;
-    let artifact = artifacts.join(&name).join("image.tar.zst");
+    let artifact = artifact_path(artifacts, &name);
     fs_err::create_dir_all(artifacts.join(&name))?;
     export(
         store,
@@ -546,33 +533,4 @@ fn file_digest(path: &Path) -> Result<String> {
     let mut h = kiln_tree::HashSink(sha2::Sha256::new());
     std::io::copy(&mut file, &mut h)?;
     Ok(format!("sha256:{}", hex::encode(h.0.finalize())))
-}
-
-fn record(
-    ws: &Workspace,
-    index: &dyn Index,
-    entry: &crate::commands::plan::PlanEntry<'_>,
-    scope: &RunScope,
-    image_digest: &str,
-    artifact_digest: &str,
-) -> Result<()> {
-    let config = &ws.repo.config;
-    let created = scope.build_date.unix_timestamp();
-    let lifetime = match scope.write_scope() {
-        Scope::Level(1) | Scope::PullRequest => config.index.expires_level1_secs,
-        Scope::Level(_) => config.index.expires_secs,
-    };
-    let record = ImageRecord {
-        name: entry.image.name.clone(),
-        cache_type: config.hash_mode.cache_type().to_owned(),
-        cache_digest: entry.hashes.digest.hex.clone(),
-        context_hash: entry.hashes.context.hex.clone(),
-        image_digest: image_digest.to_owned(),
-        artifact_digest: Some(artifact_digest.to_owned()),
-        scope: scope.write_scope(),
-        created,
-        expires: created.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2)),
-    };
-    index.insert(&entry.routes, &record)?;
-    Ok(())
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use kiln_tree::{Context, HashMode, TeeHash, collect, context_hash, write_tar};
 
 use crate::cli::ContextArgs;
-use crate::settings::Workspace;
+use kiln_plan::Workspace;
 
 /// taskgraph's gzip mtime (2016-01-01T00:00:00Z), so `.tar.gz` contexts match its artifacts' headers.
 const TASKGRAPH_GZIP_MTIME: u32 = 1_451_606_400;
@@ -48,11 +48,11 @@ fn tar_through<W: std::io::Write>(ctx: &Context, sink: W) -> Result<(W, String, 
     Ok((tee.inner, hex::encode(tee.hasher.finalize()), size))
 }
 
-pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
+pub fn run(ws: &Workspace, global: &crate::cli::GlobalArgs, args: &ContextArgs) -> Result<()> {
     let image = ws.require_image(&args.image)?;
     let format = format_of(&args.output)?;
     let ctx = collect(&ws.repo.config, image)?;
-    ws.warn(&ctx.warnings);
+    crate::settings::warn(global.quiet, ws, &ctx.warnings);
 
     let tmp = kiln_oci::files::temp_beside(&args.output, ".kiln-context-")?;
     let file = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
@@ -88,7 +88,7 @@ pub fn run(ws: &Workspace, args: &ContextArgs) -> Result<()> {
         HashMode::Taskgraph => tar_hash,
         HashMode::Native => context_hash(&ctx, &ws.stat_cache())?.hex,
     };
-    if !ws.quiet {
+    if !global.quiet {
         eprintln!(
             "wrote {} ({} files, {size} tar bytes); context hash {hash}",
             args.output.display(),

@@ -3,11 +3,11 @@
 use anyhow::Result;
 use kiln_tree::{hash_images, with_ancestors};
 
-use crate::cli::DigestArgs;
+use crate::cli::{DigestArgs, GlobalArgs};
 use crate::output::stdout;
-use crate::settings::Workspace;
+use kiln_plan::Workspace;
 
-pub fn run(ws: &Workspace, args: &DigestArgs) -> Result<()> {
+pub fn run(ws: &Workspace, global: &GlobalArgs, args: &DigestArgs) -> Result<()> {
     ws.require_image(&args.image)?;
     let selection = with_ancestors(&ws.repo, std::slice::from_ref(&args.image))?;
     let cache = ws.stat_cache();
@@ -16,7 +16,7 @@ pub fn run(ws: &Workspace, args: &DigestArgs) -> Result<()> {
     let Some(mine) = hashed.iter().find(|h| h.name == args.image) else {
         anyhow::bail!("image `{}` was not hashed", args.image);
     };
-    ws.warn(&mine.warnings);
+    crate::settings::warn(global.quiet, ws, &mine.warnings);
     stdout(|out| {
         writeln!(out, "{}", mine.digest.hex)?;
         if args.explain {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::cli::ImagesArgs;
 use crate::output::stdout;
-use crate::settings::Workspace;
+use kiln_plan::Workspace;
 
 pub fn run(ws: &Workspace, args: &ImagesArgs) -> Result<()> {
     let images = &ws.repo.images;

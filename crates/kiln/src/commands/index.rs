@@ -1,18 +1,19 @@
 //! `kiln index`: record built images, list routes, drop expired records.
 
 use anyhow::{Result, bail};
-use kiln_index::{ImageRecord, Index, Scope};
+use kiln_index::Index;
+use kiln_plan::Workspace;
 use time::OffsetDateTime;
 
-use crate::cli::{IndexAddArgs, IndexCommand, IndexLsArgs};
+use crate::cli::{GlobalArgs, IndexAddArgs, IndexCommand, IndexLsArgs};
 use crate::commands::plan::hash_and_route;
 use crate::output::stdout;
-use crate::settings::{RunScope, Workspace};
+use crate::settings::run_scope;
 use crate::timeparse::{format_time, parse_time};
 
-pub fn run(ws: &Workspace, command: IndexCommand) -> Result<()> {
+pub fn run(ws: &Workspace, global: &GlobalArgs, command: IndexCommand) -> Result<()> {
     match command {
-        IndexCommand::Add(args) => add(ws, &args),
+        IndexCommand::Add(args) => add(ws, global, &args),
         IndexCommand::Ls(args) => ls(ws, &args),
         IndexCommand::Gc => {
             let index = ws.index_for_writing()?;
@@ -22,10 +23,10 @@ pub fn run(ws: &Workspace, command: IndexCommand) -> Result<()> {
     }
 }
 
-fn add(ws: &Workspace, args: &IndexAddArgs) -> Result<()> {
+fn add(ws: &Workspace, global: &GlobalArgs, args: &IndexAddArgs) -> Result<()> {
     let config = &ws.repo.config;
-    let scope = RunScope::from_args(&args.scope, config.index.max_level)?;
-    let entries = hash_and_route(ws, std::slice::from_ref(&args.image), &scope)?;
+    let scope = run_scope(&args.scope, config.index.max_level)?;
+    let entries = hash_and_route(ws, global, std::slice::from_ref(&args.image), &scope)?;
     let Some(entry) = entries.into_iter().find(|e| e.image.name == args.image) else {
         bail!("image `{}` was not hashed", args.image);
     };
@@ -34,28 +35,18 @@ fn add(ws: &Workspace, args: &IndexAddArgs) -> Result<()> {
             "pull requests are not cached in this repository (cache-pull-requests is off): nothing to record"
         );
     }
-    let created = scope.build_date.unix_timestamp();
-    let expires = match &args.expires {
-        Some(text) => parse_time(text)?.unix_timestamp(),
-        None => {
-            let lifetime = match scope.write_scope() {
-                Scope::Level(1) | Scope::PullRequest => config.index.expires_level1_secs,
-                Scope::Level(_) => config.index.expires_secs,
-            };
-            created.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2))
-        }
-    };
-    let record = ImageRecord {
-        name: entry.image.name.clone(),
-        cache_type: config.hash_mode.cache_type().to_owned(),
-        cache_digest: entry.hashes.digest.hex.clone(),
-        context_hash: entry.hashes.context.hex.clone(),
-        image_digest: args.image_digest.clone(),
-        artifact_digest: args.artifact_digest.clone(),
-        scope: scope.write_scope(),
-        created,
+    let expires = args
+        .expires
+        .as_deref()
+        .map(|text| parse_time(text).map(|t| t.unix_timestamp()))
+        .transpose()?;
+    let record = entry.record(
+        ws,
+        &scope,
+        &args.image_digest,
+        args.artifact_digest.as_deref(),
         expires,
-    };
+    );
     let index = ws.index_for_writing()?;
     index.insert(&entry.routes, &record)?;
     stdout(|out| {

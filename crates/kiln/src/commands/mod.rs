@@ -26,12 +26,11 @@ mod upload;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::settings::Workspace;
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     let global = &cli.global;
     // Only the commands that work on a repository's images load it; the others need none.
-    let repo = || Workspace::load(global);
+    let repo = || crate::settings::workspace(global);
     match cli.command {
         Command::Dockerfile(args) => dockerfile::run(&args),
         Command::Serve(args) => serve::run(&args),
@@ -49,9 +48,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Publish(args) => publish::run(&repo()?, global, &args),
         Command::Speculative(command) => speculative::run(global, &command),
         Command::Images(args) => images::run(&repo()?, &args),
-        Command::Plan(args) => plan::run(&repo()?, &args),
-        Command::Context(args) => context::run(&repo()?, &args),
-        Command::Digest(args) => digest::run(&repo()?, &args),
-        Command::Index(command) => index::run(&repo()?, command),
+        Command::Plan(args) => plan::run(&repo()?, global, &args),
+        Command::Context(args) => context::run(&repo()?, global, &args),
+        Command::Digest(args) => digest::run(&repo()?, global, &args),
+        Command::Index(command) => index::run(&repo()?, global, command),
     }
 }

@@ -16,7 +16,7 @@ use crate::cli::{GlobalArgs, PublishArgs};
 use crate::commands::registry::{client, runtime};
 use crate::commands::ship::{print_pinned, target, tree_image};
 use crate::commands::tag::check_tags;
-use crate::settings::Workspace;
+use kiln_plan::Workspace;
 
 pub fn run(ws: &Workspace, global: &GlobalArgs, args: &PublishArgs) -> Result<()> {
     let def = ws.require_image(&args.image)?;

@@ -9,11 +9,13 @@ use kiln_oci::image::split_name;
 use kiln_oci::manifest::Descriptor;
 
 use crate::cli::{BuildArgs, GlobalArgs, ScopeArgs};
-use crate::commands::build::{build_tree_quietly, store_name};
+use crate::commands::build::build_tree_quietly;
 use crate::commands::image::open_store;
 use crate::commands::plan::hash_and_route;
 use crate::output;
-use crate::settings::{RunScope, Workspace};
+use crate::settings::run_scope;
+use kiln_plan::Workspace;
+use kiln_plan::naming::store_name;
 
 /// An image ready to push: the store that holds it, its name there, its manifest, and the repository
 /// name it goes under (the in-tree image's name).
@@ -28,8 +30,8 @@ pub struct Shippable {
 /// (`kiln build IMAGE --force` with the same scope: parents the store lacks are built too, the index
 /// records what was built).
 pub fn tree_image(ws: &Workspace, global: &GlobalArgs, image: &str, scope: &ScopeArgs) -> Result<Shippable> {
-    let run_scope = RunScope::from_args(scope, ws.repo.config.index.max_level)?;
-    let entries = hash_and_route(ws, &[image.to_owned()], &run_scope)?;
+    let run_scope = run_scope(scope, ws.repo.config.index.max_level)?;
+    let entries = hash_and_route(ws, global, &[image.to_owned()], &run_scope)?;
     let entry = entries
         .iter()
         .find(|e| e.image.name == image)

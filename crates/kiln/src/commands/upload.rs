@@ -9,7 +9,6 @@ use crate::cli::{GlobalArgs, UploadArgs};
 use crate::commands::registry::{block_on, client};
 use crate::commands::ship::{print_pinned, store_image, target, tree_image};
 use crate::commands::tag::check_tags;
-use crate::settings::Workspace;
 
 pub fn run(global: &GlobalArgs, args: &UploadArgs) -> Result<()> {
     check_tags(std::slice::from_ref(&args.temporary_tag))?;
@@ -17,7 +16,7 @@ pub fn run(global: &GlobalArgs, args: &UploadArgs) -> Result<()> {
     let (image, from_tree) = if args.image.contains(':') {
         (store_image(global, &args.image)?, None)
     } else {
-        let ws = Workspace::load(global)?;
+        let ws = crate::settings::workspace(global)?;
         let image = tree_image(&ws, global, &args.image, &args.scope)?;
         let kind = ws.require_image(&args.image)?.kind.clone();
         (image, Some(kind))
