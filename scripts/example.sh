@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v runc >/dev/null || need+=(runc)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

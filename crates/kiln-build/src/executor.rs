@@ -12,7 +12,7 @@ use kiln_oci::manifest::Descriptor;
 use kiln_oci::{Digest, ImageStore};
 use kiln_rootfs::root::Root;
 use kiln_rootfs::tree::Tree;
-use kiln_runtime::{OutputSink, Runtime, Stream};
+use kiln_runtime::{Network, OutputSink, Runtime, Stream};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -50,6 +50,11 @@ pub struct BuildOptions {
     pub ssh_agents: BTreeMap<String, PathBuf>,
     /// Whether `RUN --security=insecure` may run with every capability (`--allow security.insecure`).
     pub allow_insecure: bool,
+    /// The network of RUN steps without `--network` (or with `--network=default`): a private one
+    /// (`kiln build --network`).
+    pub network: Network,
+    /// Whether `RUN --network=host` may share the host's network (`--allow network.host`).
+    pub allow_host_network: bool,
     /// Whether a plain COPY from the context into new paths writes its layer straight from the
     /// context (the same bytes as going through the overlay; off only to compare the two).
     pub direct_copy: bool,
@@ -69,6 +74,8 @@ impl Default for BuildOptions {
             secrets: BTreeMap::new(),
             ssh_agents: BTreeMap::new(),
             allow_insecure: false,
+            network: Network::Private,
+            allow_host_network: false,
             direct_copy: true,
         }
     }
@@ -263,6 +270,7 @@ impl<'a> Builder<'a> {
             bases.insert(reference, base);
         }
         let description = kiln_dockerfile::evaluate(dockerfile, &eval)?;
+        refuse_unallowed(&description, options)?;
         fs_err::create_dir_all(&self.state).map_err(|e| BuildError::io(&self.state, e))?;
         // Every file and mount of the build lives in one private folder (secret copies, step overlays,
         // pinned bind sources), locked while the build runs: what a killed build left is swept here.
@@ -366,6 +374,19 @@ fn stage_at(file: &str, stage: &Stage) -> StepAt {
         line: stage.location.start_line,
         instruction: format!("FROM (stage {})", stage.index),
     }
+}
+
+/// The first step that asks for more than `options` allow (`run::refusal`), refused before any step
+/// runs or comes from the cache.
+fn refuse_unallowed(description: &BuildDescription, options: &BuildOptions) -> Result<(), BuildError> {
+    for step in description.stages.iter().flat_map(|stage| &stage.instructions) {
+        if let Some(message) =
+            crate::run::refusal(&step.args, options.allow_host_network, options.allow_insecure)
+        {
+            return Err(BuildError::step(&step_at(&options.file_label, step), message));
+        }
+    }
+    Ok(())
 }
 
 /// Every image reference a build reads: stage bases, `COPY --from` and `--mount from=` images.
@@ -973,14 +994,10 @@ impl Run<'_> {
                             .map_err(|m| BuildError::step(at, m))?,
                     );
                 }
-                let network = crate::run::network(network.as_deref()).map_err(|m| BuildError::step(at, m))?;
+                let network = crate::run::network(network.as_deref(), self.options.network)
+                    .map_err(|m| BuildError::step(at, m))?;
+                // Allowed: `refuse_unallowed` checked every step before the build started.
                 let insecure = security.as_deref() == Some("insecure");
-                if insecure && !self.options.allow_insecure {
-                    return Err(BuildError::step(
-                        at,
-                        "RUN --security=insecure runs with every capability; allow it with --allow security.insecure",
-                    ));
-                }
                 let id = format!(
                     "kiln-{}-{}",
                     std::process::id(),

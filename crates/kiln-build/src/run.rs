@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kiln_dockerfile::{HeredocFile, Mount, MountType};
+use kiln_dockerfile::{HeredocFile, Mount, MountType, StepArgs};
 use kiln_rootfs::{PinnedMount, Root};
 use kiln_runtime::{MountSpec, Network, RunSpec};
 
@@ -243,13 +243,41 @@ pub fn script_mount(path: &str, heredoc: &HeredocFile, scratch: &Path) -> Result
     })
 }
 
-/// The network of a RUN: host unless `--network=none`.
-pub fn network(flag: Option<&str>) -> Result<Network, String> {
+/// The network of a RUN from its `--network` flag: `default` (or none given) is the build's default
+/// (`kiln build --network`, a private network unless asked otherwise). `host` is only reached once
+/// [`refusal`] has let it through.
+pub fn network(flag: Option<&str>, default: Network) -> Result<Network, String> {
     match flag {
-        None | Some("default") | Some("host") => Ok(Network::Host),
+        None | Some("default") => Ok(default),
+        Some("host") => Ok(Network::Host),
         Some("none") => Ok(Network::None),
         Some(other) => Err(format!("unknown --network `{other}` (use default, host or none)")),
     }
+}
+
+/// Why a step asks for more than the build allows (BuildKit's entitlements), or `None`: `RUN
+/// --network=host` reaches the host's network, its loopback services included, and needs `--allow
+/// network.host`; `RUN --security=insecure` gets every capability and needs `--allow
+/// security.insecure`. Checked for every step before any runs or comes from the cache.
+pub fn refusal(args: &StepArgs, allow_host_network: bool, allow_insecure: bool) -> Option<&'static str> {
+    let StepArgs::Run {
+        network, security, ..
+    } = args
+    else {
+        return None;
+    };
+    if network.as_deref() == Some("host") && !allow_host_network {
+        return Some(
+            "RUN --network=host would reach the host's network, its loopback services included; \
+             allow it with --allow network.host",
+        );
+    }
+    if security.as_deref() == Some("insecure") && !allow_insecure {
+        return Some(
+            "RUN --security=insecure runs with every capability; allow it with --allow security.insecure",
+        );
+    }
+    None
 }
 
 /// Puts the parts together.
@@ -278,5 +306,39 @@ pub fn spec(
         mounts,
         hostname: "kiln".to_owned(),
         insecure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(network: Option<&str>, security: Option<&str>) -> StepArgs {
+        StepArgs::Run {
+            argv: vec!["true".to_owned()],
+            env: Vec::new(),
+            mounts: Vec::new(),
+            mount_sources: Vec::new(),
+            network: network.map(str::to_owned),
+            security: security.map(str::to_owned),
+            heredocs: Vec::new(),
+            script_path: None,
+        }
+    }
+
+    #[test]
+    fn the_default_network_is_the_build_s_and_host_is_an_entitlement() {
+        assert_eq!(network(None, Network::Private), Ok(Network::Private));
+        assert_eq!(network(Some("default"), Network::None), Ok(Network::None));
+        assert_eq!(network(Some("none"), Network::Private), Ok(Network::None));
+        assert!(network(Some("bridge"), Network::Private).is_err());
+
+        let host = run(Some("host"), None);
+        assert!(refusal(&host, false, true).is_some_and(|m| m.contains("--allow network.host")));
+        assert_eq!(refusal(&host, true, false), None);
+        let insecure = run(None, Some("insecure"));
+        assert!(refusal(&insecure, true, false).is_some_and(|m| m.contains("--allow security.insecure")));
+        assert_eq!(refusal(&insecure, false, true), None);
+        assert_eq!(refusal(&run(Some("none"), Some("sandbox")), false, false), None);
     }
 }

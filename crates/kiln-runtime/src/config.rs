@@ -1,12 +1,15 @@
 //! The OCI runtime configuration (`config.json`) for a [`RunSpec`], as a pure function.
 //!
 //! What goes in mirrors what docker and BuildKit give a `RUN` step: namespaces pid, ipc, uts and
-//! mount (plus network for [`Network::None`]), the default mounts (`/proc`, a tmpfs `/dev` with
+//! mount (plus network for [`Network::Private`] and [`Network::None`]), the default mounts (`/proc`, a tmpfs `/dev` with
 //! `/dev/pts`, `/dev/shm` and `/dev/mqueue`, read-only `/sys` and cgroup), docker's default
 //! capability set, docker's masked and read-only paths, `noNewPrivileges: false` and no rlimits
 //! (hosts without `CAP_SYS_RESOURCE` cannot raise them, and the runtime keeps its own). With
-//! [`Network::Host`] the host's `/etc/resolv.conf` and `/etc/hosts` are bound read-only. No seccomp
-//! or AppArmor profile is applied.
+//! [`Network::Host`] the host's `/etc/resolv.conf` and `/etc/hosts` are bound read-only; with
+//! [`Network::Private`] the namespace and the two files the runtime made for the run
+//! ([`NetworkFiles`]). No seccomp or AppArmor profile is applied.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,8 +104,20 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// The host files bound read-only into a container on the host network.
+/// The host files bound read-only into a container on the host network (and the destinations of
+/// the generated ones on a private network).
 pub const HOST_NETWORK_FILES: [&str; 2] = ["/etc/resolv.conf", "/etc/hosts"];
+
+/// What the runtime made on the host for one [`Network::Private`] run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkFiles {
+    /// The network namespace the container joins (a bind-mounted namespace file).
+    pub netns: PathBuf,
+    /// Bound read-only over `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+    /// Bound read-only over `/etc/hosts`.
+    pub hosts: PathBuf,
+}
 
 /// `config.json` of the OCI runtime spec (the subset kiln writes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +242,9 @@ pub struct Namespace {
     /// `pid`, `ipc`, `uts`, `mount` or `network`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// An existing namespace to join instead of a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
 }
 
 /// `linux.resources`.
@@ -245,16 +263,34 @@ pub struct DeviceRule {
     pub access: String,
 }
 
-/// The typed OCI configuration for `spec` (pure: reads nothing from the host).
+/// The typed OCI configuration for `spec` (pure: reads nothing from the host). A
+/// [`Network::Private`] spec gets a new network namespace with loopback only: what joins it to
+/// slirp4netns is [`oci_spec_with_network`].
 pub fn oci_spec(spec: &RunSpec) -> Spec {
+    oci_spec_with_network(spec, None)
+}
+
+/// [`oci_spec`], with the namespace and files the runtime made for a [`Network::Private`] run
+/// (ignored for the other networks).
+pub fn oci_spec_with_network(spec: &RunSpec, private: Option<&NetworkFiles>) -> Spec {
     let caps: Vec<String> = if spec.insecure {
         ALL_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()
     } else {
         DEFAULT_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()
     };
-    let mut namespaces = vec!["pid", "ipc", "uts", "mount"];
-    if spec.network == Network::None {
-        namespaces.push("network");
+    let private = private.filter(|_| spec.network == Network::Private);
+    let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount"]
+        .into_iter()
+        .map(|kind| Namespace {
+            kind: kind.to_owned(),
+            path: None,
+        })
+        .collect();
+    if spec.network != Network::Host {
+        namespaces.push(Namespace {
+            kind: "network".to_owned(),
+            path: private.map(|p| p.netns.clone()),
+        });
     }
     let (sys_mode, masked, readonly) = if spec.insecure {
         ("rw", Vec::new(), Vec::new())
@@ -305,6 +341,19 @@ pub fn oci_spec(spec: &RunSpec) -> Spec {
     if spec.network == Network::Host {
         for file in HOST_NETWORK_FILES {
             mounts.push(Mount::new(file, "bind", file, &["rbind", "ro"]));
+        }
+    }
+    if let Some(private) = private {
+        for (file, source) in HOST_NETWORK_FILES
+            .iter()
+            .zip([&private.resolv_conf, &private.hosts])
+        {
+            mounts.push(Mount::new(
+                file,
+                "bind",
+                &source.to_string_lossy(),
+                &["rbind", "ro"],
+            ));
         }
     }
     for mount in &spec.mounts {
@@ -358,12 +407,7 @@ pub fn oci_spec(spec: &RunSpec) -> Spec {
         hostname: (!spec.hostname.is_empty()).then(|| spec.hostname.clone()),
         mounts,
         linux: Linux {
-            namespaces: namespaces
-                .into_iter()
-                .map(|kind| Namespace {
-                    kind: kind.to_owned(),
-                })
-                .collect(),
+            namespaces,
             resources: Resources {
                 devices: vec![DeviceRule {
                     allow: spec.insecure,
@@ -480,7 +524,9 @@ mod tests {
 
     #[test]
     fn host_network_shares_the_namespace_and_binds_resolv_conf() {
-        let v = runtime_config(&spec());
+        let mut s = spec();
+        s.network = Network::Host;
+        let v = runtime_config(&s);
         assert_eq!(
             v["linux"]["namespaces"],
             json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}])
@@ -510,6 +556,37 @@ mod tests {
         let mut s = spec();
         s.network = Network::None;
         let v = runtime_config(&s);
+        assert_eq!(v["linux"]["namespaces"][4], json!({"type": "network"}));
+        assert!(!destinations(&v).contains(&"/etc/resolv.conf"));
+    }
+
+    #[test]
+    fn private_network_joins_the_runtime_s_namespace_and_binds_its_files() {
+        let files = NetworkFiles {
+            netns: "/b/netns".into(),
+            resolv_conf: "/b/resolv.conf".into(),
+            hosts: "/b/hosts".into(),
+        };
+        let v = serde_json::to_value(oci_spec_with_network(&spec(), Some(&files))).unwrap();
+        assert_eq!(
+            v["linux"]["namespaces"][4],
+            json!({"type": "network", "path": "/b/netns"})
+        );
+        assert_eq!(
+            v["mounts"].as_array().map(|m| m[7..].to_vec()),
+            Some(vec![
+                json!({"destination": "/etc/resolv.conf", "type": "bind", "source": "/b/resolv.conf", "options": ["rbind", "ro"]}),
+                json!({"destination": "/etc/hosts", "type": "bind", "source": "/b/hosts", "options": ["rbind", "ro"]}),
+            ])
+        );
+        // Without the runtime's namespace, a fresh one with loopback only: never the host's.
+        let v = runtime_config(&spec());
+        assert_eq!(v["linux"]["namespaces"][4], json!({"type": "network"}));
+        assert_eq!(destinations(&v).len(), 7);
+        // Other networks ignore the files.
+        let mut none = spec();
+        none.network = Network::None;
+        let v = serde_json::to_value(oci_spec_with_network(&none, Some(&files))).unwrap();
         assert_eq!(v["linux"]["namespaces"][4], json!({"type": "network"}));
         assert!(!destinations(&v).contains(&"/etc/resolv.conf"));
     }

@@ -21,6 +21,27 @@ pub enum RuntimeError {
         /// The binary as configured.
         binary: PathBuf,
     },
+    /// The helper that gives a [`Network::Private`](crate::Network::Private) run its network
+    /// (slirp4netns) does not exist. kiln never falls back to the host's network.
+    #[error(
+        "`{}` not found: RUN steps get a network of their own through it (apt-get install {package}); \
+         RUN --network=none needs none",
+        binary.display()
+    )]
+    NetworkHelperNotFound {
+        /// The binary as configured.
+        binary: PathBuf,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
+    /// The private network of a run could not be set up.
+    #[error("cannot set up the network of container `{id}`: {message}")]
+    Network {
+        /// The container id.
+        id: String,
+        /// What failed, with slirp4netns's own messages.
+        message: String,
+    },
     /// The runtime binary could not be started.
     #[error("cannot start runtime binary `{}`: {source}", binary.display())]
     Spawn {

@@ -2,6 +2,7 @@
 
 pub mod config;
 mod error;
+mod network;
 #[cfg(any(test, feature = "test-support"))]
 mod recording;
 mod rootfs;
@@ -76,9 +77,15 @@ impl OutputSink for CollectedOutput {
 /// Which network the process sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The host's network namespace (the default for builds, as BuildKit's `--network=host`); the
-    /// host's `/etc/resolv.conf` and `/etc/hosts` are bound read-only into the container.
+    /// A network namespace of its own with outbound access through slirp4netns (the default, as
+    /// BuildKit's and rootless podman's): the process is 10.0.2.100 behind a gateway 10.0.2.2 and a DNS
+    /// forwarder 10.0.2.3; the host's loopback services are out of reach (10.0.2.2 does not lead to
+    /// the host's 127.0.0.1). A generated `/etc/resolv.conf` (nameserver 10.0.2.3, the host's `search`
+    /// and `options`) and `/etc/hosts` (localhost and the hostname) are bound read-only.
     #[default]
+    Private,
+    /// The host's network namespace (`--network=host`: the host's loopback services are reachable);
+    /// the host's `/etc/resolv.conf` and `/etc/hosts` are bound read-only into the container.
     Host,
     /// An own network namespace with only the loopback interface (`RUN --network=none`).
     None,
@@ -133,7 +140,7 @@ pub struct RunSpec {
     pub gid: u32,
     /// Supplementary groups of the process.
     pub additional_gids: Vec<u32>,
-    /// Host network or none.
+    /// A private network (default), the host's, or none.
     pub network: Network,
     /// Mounts on top of the defaults, in order.
     pub mounts: Vec<MountSpec>,
@@ -144,7 +151,7 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A spec with the defaults of a build step: root user, cwd `/`, host network, no environment,
+    /// A spec with the defaults of a build step: root user, cwd `/`, a private network, no environment,
     /// no extra mounts, hostname `kiln`.
     pub fn new(id: impl Into<String>, rootfs: impl Into<PathBuf>, argv: Vec<String>) -> Self {
         RunSpec {
@@ -156,7 +163,7 @@ impl RunSpec {
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
-            network: Network::Host,
+            network: Network::Private,
             mounts: Vec::new(),
             hostname: "kiln".to_owned(),
             insecure: false,

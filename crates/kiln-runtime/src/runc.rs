@@ -8,6 +8,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use crate::config::{self, host_bounding_capabilities, restrict_capabilities};
+use crate::network::PrivateNetwork;
 use crate::{OutputSink, RunOutcome, RunSpec, Runtime, RuntimeError, Stream, rootfs};
 
 /// How often a waiting run checks whether it was cancelled.
@@ -38,6 +39,7 @@ pub struct RuncRuntime {
     binary: PathBuf,
     state_root: PathBuf,
     bundle_parent: Option<PathBuf>,
+    slirp4netns: PathBuf,
     cancelled: AtomicBool,
     running: Mutex<Vec<String>>,
     swept: std::sync::Once,
@@ -51,6 +53,7 @@ impl RuncRuntime {
             binary: binary.into(),
             state_root: state_root.into(),
             bundle_parent: None,
+            slirp4netns: PathBuf::from(crate::network::SLIRP4NETNS),
             cancelled: AtomicBool::new(false),
             running: Mutex::new(Vec::new()),
             swept: std::sync::Once::new(),
@@ -65,6 +68,13 @@ impl RuncRuntime {
     /// Put the temporary bundle directories under `dir` instead of `<state_root>-bundles`.
     pub fn with_bundle_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bundle_parent = Some(dir.into());
+        self
+    }
+
+    /// Use `binary` (a path, or a name looked up on `PATH`: `"slirp4netns"` by default) for the
+    /// network of [`Network::Private`](crate::Network::Private) runs.
+    pub fn with_slirp4netns(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.slirp4netns = binary.into();
         self
     }
 
@@ -309,11 +319,13 @@ impl Runtime for RuncRuntime {
             return Err(cancelled());
         }
 
-        let mut oci = config::oci_spec(spec);
-        restrict_capabilities(&mut oci, host_bounding_capabilities());
         self.sweep_leftovers();
         let bundle_parent = self.bundle_parent();
         let bundle = kiln_rootfs::WorkDir::create(&bundle_parent, "bundle-")?;
+        // Declared after the bundle, so dropped before it: the namespace is unmounted first.
+        let network = PrivateNetwork::for_spec(spec, &self.slirp4netns, bundle.path(), &self.cancelled)?;
+        let mut oci = config::oci_spec_with_network(spec, network.as_ref().map(PrivateNetwork::files));
+        restrict_capabilities(&mut oci, host_bounding_capabilities());
         let config_path = bundle.path().join("config.json");
         let config_json = serde_json::to_vec_pretty(&oci).map_err(|e| RuntimeError::io(&config_path, e))?;
         write_private(&config_path, &config_json).map_err(|e| RuntimeError::io(&config_path, e))?;

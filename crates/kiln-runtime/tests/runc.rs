@@ -23,7 +23,8 @@ struct Fixture {
 }
 
 fn fixture() -> Option<Fixture> {
-    if !require_root() || !require_tool("runc") {
+    // slirp4netns: the default network of a run is a private one.
+    if !require_root() || !require_tool("runc") || !require_tool("slirp4netns") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -294,7 +295,9 @@ fn network_none_has_only_loopback_and_host_has_the_host_s() {
     assert_eq!(interfaces(&out.stdout_text()), BTreeSet::from(["lo".to_owned()]));
     assert!(out.stdout_text().ends_with("lo-up\n"), "{}", out.stdout_text());
 
-    let (outcome, out) = fx.sh("nethost", "cat /proc/net/dev");
+    let mut spec = fx.spec("nethost", "cat /proc/net/dev");
+    spec.network = Network::Host;
+    let (outcome, out) = fx.run(&spec);
     assert!(outcome.success());
     let host = interfaces(&fs_err::read_to_string("/proc/net/dev").unwrap());
     assert_eq!(interfaces(&out.stdout_text()), host);
@@ -305,10 +308,12 @@ fn network_none_has_only_loopback_and_host_has_the_host_s() {
 #[test]
 fn host_network_sees_the_host_s_resolv_conf_and_hosts_read_only() {
     let Some(fx) = fixture() else { return };
-    let (outcome, out) = fx.sh(
+    let mut spec = fx.spec(
         "resolv",
         "cat /etc/resolv.conf /etc/hosts; echo x >> /etc/resolv.conf || echo read-only",
     );
+    spec.network = Network::Host;
+    let (outcome, out) = fx.run(&spec);
     assert!(outcome.success());
     let host =
         fs_err::read_to_string("/etc/resolv.conf").unwrap() + &fs_err::read_to_string("/etc/hosts").unwrap();
@@ -322,6 +327,74 @@ fn host_network_sees_the_host_s_resolv_conf_and_hosts_read_only() {
     spec.network = Network::None;
     let (outcome, _) = fx.run(&spec);
     assert_eq!(outcome.exit_code, 1, "no resolv.conf without the host network");
+    fx.assert_clean();
+}
+
+/// Issue 11, item 6: a RUN reached a `kiln serve` listening on the host's 127.0.0.1. A run's own
+/// network (the default) has outbound access but no way to the host's loopback, neither as
+/// 127.0.0.1 nor through slirp's gateway 10.0.2.2 or DNS forwarder 10.0.2.3.
+#[test]
+fn regression_private_network_does_not_reach_the_host_s_loopback() {
+    let Some(fx) = fixture() else { return };
+    let Some(host) = kiln_test_support::host_address() else {
+        panic!("this host has no default route: no non-loopback address to reach");
+    };
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = loopback.local_addr().unwrap().port();
+    let outside = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let outside_port = outside.local_addr().unwrap().port();
+    let script = format!(
+        "for a in 127.0.0.1 10.0.2.2 10.0.2.3; do nc -w 2 $a {port} -e /bin/true && echo reached $a; done; \
+         nc -w 5 {host} {outside_port} -e /bin/true && echo reached-host-address; \
+         cat /proc/net/dev; cat /etc/resolv.conf /etc/hosts"
+    );
+    let spec = fx.spec("private", &script);
+    assert_eq!(spec.network, Network::Private, "the default");
+    let (outcome, out) = fx.run(&spec);
+    assert!(outcome.success(), "{}", out.stderr_text());
+    let stdout = out.stdout_text();
+    assert!(
+        !stdout.contains("reached 1"),
+        "the host's loopback was reached: {stdout}"
+    );
+    assert!(
+        stdout.contains("reached-host-address\n"),
+        "{stdout}{}",
+        out.stderr_text()
+    );
+    let (net_dev, files) = stdout.split_once("nameserver").unwrap_or_default();
+    let net_dev = net_dev.split_once("Inter-").map(|(_, t)| t).unwrap_or_default();
+    assert_eq!(
+        interfaces(net_dev),
+        BTreeSet::from(["lo".to_owned(), "tap0".to_owned()])
+    );
+    assert!(files.starts_with(" 10.0.2.3\n"), "{stdout}");
+    assert!(files.contains("127.0.0.1\tlocalhost kiln\n"), "{stdout}");
+    loopback.set_nonblocking(true).unwrap();
+    assert!(
+        loopback.accept().is_err(),
+        "nothing connected to the loopback listener"
+    );
+    assert!(
+        !fs_err::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&fx.dir.path().display().to_string()),
+        "the namespace is unmounted"
+    );
+    fx.assert_clean();
+}
+
+#[test]
+fn regression_missing_slirp4netns_is_a_clear_error_not_the_host_network() {
+    let Some(fx) = fixture() else { return };
+    let runtime = RuncRuntime::runc(fx.dir.path().join("state"))
+        .with_bundle_dir(fx.dir.path().join("bundles"))
+        .with_slirp4netns("/nonexistent/slirp4netns");
+    let err = runtime
+        .run(&fx.spec("noslirp", "true"), &mut CollectedOutput::default())
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::NetworkHelperNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("apt-get install slirp4netns"), "{err}");
     fx.assert_clean();
 }
 
@@ -429,6 +502,8 @@ fn an_absolute_symlink_in_the_rootfs_does_not_touch_the_host() {
     let before = listing(&fx.root);
 
     let mut spec = fx.spec("hostile", "cat /etc/resolv.conf; pwd");
+    // The host's resolv.conf is bound through the symlinked /etc.
+    spec.network = Network::Host;
     spec.mounts = vec![MountSpec::Tmpfs {
         destination: "/etc/cache".into(),
         size: None,

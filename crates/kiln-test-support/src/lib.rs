@@ -34,6 +34,17 @@ pub fn require_root() -> bool {
     uid.as_deref() == Some("0") || missing("root")
 }
 
+/// A non-loopback IPv4 address of this host (the source address of its default route), for tests
+/// that show a container reaches the host's network but not its loopback; `None` without a default
+/// route.
+pub fn host_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // TEST-NET-2: a UDP connect only picks the route, nothing is sent.
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 /// Assemble the busybox-static root filesystem under `dir/rootfs` and return its path, or `None`
 /// (after the skip/panic policy) when `/bin/busybox` is not installed.
 pub fn busybox_root(dir: &Path) -> Option<PathBuf> {

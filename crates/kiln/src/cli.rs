@@ -335,6 +335,13 @@ pub enum ImageCommand {
     Rm(ImageRmArgs),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    Default,
+    Host,
+    None,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LayerCompressionArg {
     Gzip,
@@ -795,9 +802,26 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// Allow an entitlement: `security.insecure` lets `RUN --security=insecure` run with every capability.
-    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["security.insecure"])]
+    /// Allow an entitlement (repeatable): `security.insecure` lets `RUN --security=insecure` run with every
+    /// capability; `network.host` lets `RUN --network=host` share the host's network, its loopback
+    /// services included.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["security.insecure", "network.host"])]
     pub allow: Vec<String>,
+
+    /// The network of RUN steps that do not choose one: `default` is a network namespace of their own
+    /// with outbound access through slirp4netns (the host's loopback out of reach); `host` shares the
+    /// host's (and allows `RUN --network=host`); `none` has loopback only.
+    #[arg(long, value_enum, default_value = "default")]
+    pub network: NetworkArg,
+
+    /// The slirp4netns binary that gives RUN steps their own network.
+    #[arg(
+        long,
+        env = "KILN_SLIRP4NETNS",
+        default_value = "slirp4netns",
+        value_name = "PATH"
+    )]
+    pub slirp4netns: PathBuf,
 
     /// Build in-tree images even when the index already has them.
     #[arg(long, conflicts_with = "dockerfile")]

@@ -20,7 +20,8 @@ struct Fixture {
 impl Fixture {
     /// A temp folder with a store holding the busybox base as `busybox:test`; `None` when skipped.
     fn new() -> Option<Fixture> {
-        if !require_root() || !require_tool("runc") {
+        // slirp4netns: RUN steps get a network of their own through it.
+        if !require_root() || !require_tool("runc") || !require_tool("slirp4netns") {
             return None;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -464,6 +465,82 @@ fn a_failing_run_names_its_line_and_exit_code_and_tags_nothing() {
         "--allow",
         "security.insecure",
     ]);
+    let err = f.fails(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/x:1"]);
+    assert!(
+        err.contains("--allow security.insecure"),
+        "a cached step is no way around the entitlement: {err}"
+    );
+}
+
+/// Issue 11, item 6: a Dockerfile reached a `kiln serve` listening only on the host's 127.0.0.1 and
+/// pushed to it. RUN has a network of its own: outbound works (to a non-loopback address of the
+/// host's), the host's loopback answers neither as 127.0.0.1 nor through slirp's 10.0.2.2 and
+/// 10.0.2.3, `--network=none` has loopback only, and `RUN --network=host` needs `--allow network.host`
+/// (or `--network host`) on the command line, also when the step is cached.
+#[test]
+fn regression_run_cannot_reach_a_service_on_the_host_s_loopback() {
+    let Some(f) = Fixture::new() else { return };
+    let host = kiln_test_support::host_address().expect("a default route to a non-loopback address");
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    loopback.set_nonblocking(true).unwrap();
+    let port = loopback.local_addr().unwrap().port();
+    let outside = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let outside_port = outside.local_addr().unwrap().port();
+    let file = f.write(
+        "net/Dockerfile",
+        &format!(
+            "FROM busybox:test\n\
+             RUN for a in 127.0.0.1 10.0.2.2 10.0.2.3; do \
+                 if nc -w 2 $a {port} -e /bin/true; then echo reached the host loopback as $a; exit 1; fi; done\n\
+             RUN nc -w 5 {host} {outside_port} -e /bin/true && cat /etc/resolv.conf > /resolv-seen.txt\n\
+             RUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /net.txt\n"
+        ),
+    );
+    f.ok(&["build", "-f", file.to_str().unwrap(), "-t", "localhost/net:1"]);
+    assert!(
+        loopback.accept().is_err(),
+        "nothing reached the loopback listener"
+    );
+    if let Some(rootfs) = f.unpack("localhost/net:1") {
+        let seen = fs_err::read_to_string(rootfs.join("resolv-seen.txt")).unwrap();
+        assert!(seen.starts_with("nameserver 10.0.2.3\n"), "{seen}");
+        assert_eq!(
+            fs_err::read_to_string(rootfs.join("net.txt")).unwrap(),
+            "lo\n",
+            "--network=none has only loopback"
+        );
+        assert!(
+            !rootfs.join("etc/resolv.conf").exists() && !rootfs.join("etc/hosts").exists(),
+            "the generated resolv.conf and hosts stay out of the layer"
+        );
+    }
+
+    let file = f.write(
+        "nethost/Dockerfile",
+        &format!("FROM busybox:test\nRUN --network=host nc -w 2 127.0.0.1 {port} -e /bin/true\n"),
+    );
+    let path = file.to_str().unwrap();
+    let build = |extra: &[&'static str]| {
+        let mut args = vec!["build", "-f", path, "-t", "localhost/nethost:1"];
+        args.extend_from_slice(extra);
+        args
+    };
+    let err = f.fails(&build(&[]));
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("--allow network.host"),
+        "{err}"
+    );
+    f.ok(&build(&["--allow", "network.host"]));
+    assert!(
+        loopback.accept().is_ok(),
+        "with the entitlement, RUN --network=host reaches the host's loopback"
+    );
+    let err = f.fails(&build(&[]));
+    assert!(
+        err.contains("--allow network.host"),
+        "a cached step is no way around the entitlement: {err}"
+    );
+    f.ok(&build(&["--network", "host", "--no-cache"]));
 }
 
 #[test]

@@ -15,10 +15,10 @@ use kiln_oci::compress::Compression;
 use kiln_oci::export::{ExportFormat, export};
 use kiln_plan::naming::{artifact_path, store_name};
 use kiln_plan::{Plan, PlanEntry, Workspace};
-use kiln_runtime::RuncRuntime;
+use kiln_runtime::{Network, RuncRuntime};
 use serde::Serialize;
 
-use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg};
+use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg, NetworkArg};
 use crate::commands::image::open_store;
 use crate::commands::plan::hash_and_route;
 use crate::output::stdout;
@@ -102,6 +102,14 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
         secrets: parse_secrets(&args.secrets)?,
         ssh_agents: parse_ssh_agents(&args.ssh)?,
         allow_insecure: args.allow.iter().any(|a| a == "security.insecure"),
+        network: match args.network {
+            NetworkArg::Default => Network::Private,
+            NetworkArg::Host => Network::Host,
+            NetworkArg::None => Network::None,
+        },
+        // `--network host` asks for the host's network on the command line as much as the entitlement.
+        allow_host_network: args.network == NetworkArg::Host
+            || args.allow.iter().any(|a| a == "network.host"),
         direct_copy: true,
     })
 }
@@ -109,10 +117,10 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
 /// The runtime, with Ctrl-C (and SIGTERM) stopping whatever RUN is in progress: the process inside a
 /// container is PID 1 and would ignore SIGINT, so kiln kills it and the build ends as interrupted.
 fn runtime(args: &BuildArgs) -> Arc<RuncRuntime> {
-    let runtime = Arc::new(RuncRuntime::new(
-        args.runtime.clone(),
-        PathBuf::from("/run/kiln-runc"),
-    ));
+    let runtime = Arc::new(
+        RuncRuntime::new(args.runtime.clone(), PathBuf::from("/run/kiln-runc"))
+            .with_slirp4netns(args.slirp4netns.clone()),
+    );
     let for_signal = Arc::clone(&runtime);
     if let Err(e) = ctrlc::set_handler(move || {
         eprintln!("interrupted: stopping running steps");
