@@ -120,9 +120,10 @@ impl StepCache {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically (`kiln_oci::files::write_atomic`), owner-only as the rest of the
+/// builder's state.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    kiln_oci::files::write_atomic(path, bytes).map_err(|e| BuildError::io(path, e))
+    kiln_oci::files::write_atomic(path, bytes, 0o600).map_err(|e| BuildError::io(path, e))
 }
 
 #[cfg(test)]

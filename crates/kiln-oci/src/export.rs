@@ -246,13 +246,8 @@ fn write_file(
     };
     buffered.flush().map_err(io_err)?;
     drop(buffered);
-    // tempfile creates 0600 files; an exported image is meant to be shared.
-    use std::os::unix::fs::PermissionsExt as _;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(io_err)?;
-    temp.as_file().sync_all().map_err(io_err)?;
-    Ok(crate::files::persist(temp, path)?)
+    // An exported image is meant to be shared.
+    Ok(crate::files::persist(temp, path, 0o644)?)
 }
 
 fn file_header(size: u64, mode: u32) -> tar::Header {

@@ -537,9 +537,10 @@ pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, ImageError> {
     Ok(bytes)
 }
 
-/// [`crate::files::write_atomic`] with the store's error type.
+/// [`crate::files::write_atomic`] with the store's error type: store files are 0644, as an OCI layout
+/// that other tools read.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    Ok(crate::files::write_atomic(path, bytes)?)
+    Ok(crate::files::write_atomic(path, bytes, 0o644)?)
 }
 
 #[cfg(test)]

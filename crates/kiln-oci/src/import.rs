@@ -162,7 +162,11 @@ fn scan(path: &Path) -> Result<Scan, ImageError> {
             Err(reason) => {
                 scan.problem.get_or_insert(reason);
                 // An absolute name still says what the archive is (`/manifest.json`); `..` cannot.
-                let start = entry.name.iter().position(|&b| b != b'/').unwrap_or(entry.name.len());
+                let start = entry
+                    .name
+                    .iter()
+                    .position(|&b| b != b'/')
+                    .unwrap_or(entry.name.len());
                 match entry_name(&entry.name[start..]) {
                     Ok(name) => name,
                     Err(_) => continue,

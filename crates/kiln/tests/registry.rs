@@ -307,6 +307,12 @@ fn publish_pushes_the_version_moves_latest_records_hash_and_refuses_an_overwrite
         fs_err::read_to_string(d.join("digest.txt")).unwrap(),
         format!("{digest}\n")
     );
+    // As a checkout has them: HASH's mode is part of a taskgraph context hash.
+    for file in ["images/tool/HASH", "digest.txt"] {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(d.join(file)).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o644, "{file}");
+    }
     for tag in ["1.0", "latest", "main", "2026-11-23"] {
         assert_eq!(digest_of(tag), digest, "{tag}");
     }

@@ -80,8 +80,7 @@ pub fn run(ws: &Workspace, global: &crate::cli::GlobalArgs, args: &ContextArgs) 
             (hash, size)
         }
     };
-    tmp.as_file().sync_all()?;
-    kiln_oci::files::persist(tmp, &args.output)?;
+    kiln_oci::files::persist(tmp, &args.output, 0o644)?;
 
     // In taskgraph mode the hash is the tar's own; in native mode it is the Merkle hash over the entries.
     let hash = match ctx.mode {

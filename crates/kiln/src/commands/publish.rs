@@ -89,10 +89,10 @@ pub fn run(ws: &Workspace, global: &GlobalArgs, args: &PublishArgs) -> Result<()
     })?;
     let line = format!("{digest}\n");
     if recorded.as_ref() != Some(&digest) {
-        kiln_oci::files::write_atomic(&hash_file, line.as_bytes())?;
+        kiln_oci::files::write_atomic(&hash_file, line.as_bytes(), 0o644)?;
     }
     if let Some(file) = &args.digest_file {
-        kiln_oci::files::write_atomic(file, line.as_bytes())?;
+        kiln_oci::files::write_atomic(file, line.as_bytes(), 0o644)?;
     }
     let json = args.registry.json.then(|| {
         serde_json::json!({
