@@ -18,4 +18,4 @@ pub use image::{ImageError, ImageIndex, ImageManifest};
 pub use image_store::{
     GcLock, GcOptions, GcReport, ImageRef, ImageStore, ResolvedImage, StoreLock, host_platform,
 };
-pub use store::{BlobStore, BlobWriter, StoreError, VerifyingReader};
+pub use store::{BlobStore, BlobWriter, ParkedWriter, StoreError, VerifyingReader};

@@ -188,6 +188,23 @@ impl BlobStore {
         Ok(writer)
     }
 
+    /// Reopens the file of a [`ParkedWriter`] to append to it. If the file no longer has the length the
+    /// writer had when parked (changed by someone else), its content is hashed again, as
+    /// [`BlobStore::resume_writer`] does.
+    pub fn unpark(&self, parked: ParkedWriter) -> Result<BlobWriter, StoreError> {
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&parked.path)?;
+        if file.metadata()?.len() != parked.len {
+            drop(file);
+            return self.resume_writer(&parked.path, parked.hasher.algorithm());
+        }
+        let mut writer = BlobWriter::from_parts(self, file, parked.hasher.algorithm(), parked.len, false);
+        writer.hasher = parked.hasher;
+        Ok(writer)
+    }
+
     /// Removes a blob. `Ok(false)` if it was absent.
     pub fn delete(&self, digest: &Digest) -> Result<bool, StoreError> {
         match fs_err::remove_file(self.blob_path(digest)) {
@@ -295,6 +312,15 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Fsyncs what was written so far, so that a [`BlobWriter::commit`] right after has little left to
+    /// wait for (a caller can sync outside a lock and commit inside it).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        let file = self.file()?;
+        file.flush()?;
+        file.sync_all()?;
+        Ok(())
+    }
+
     /// Verifies the content against `expected` (if given), fsyncs it and renames it to `blobs/<alg>/<hex>`.
     /// On a mismatch the file is removed and nothing is stored. Returns the content's digest.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest, StoreError> {
@@ -341,6 +367,18 @@ impl BlobWriter {
         Ok(actual)
     }
 
+    /// Closes the file and keeps what is needed to go on later ([`BlobStore::unpark`]): the hash state and
+    /// the length. An idle upload session holds no file descriptor this way. The file is kept.
+    pub fn park(mut self) -> ParkedWriter {
+        self.discard_on_drop = false;
+        let fresh = self.algorithm().hasher();
+        ParkedWriter {
+            path: std::mem::take(&mut self.path),
+            hasher: std::mem::replace(&mut self.hasher, fresh),
+            len: self.len,
+        }
+    }
+
     /// Removes the file being written.
     pub fn discard(mut self) {
         self.discard_on_drop = true;
@@ -367,6 +405,26 @@ impl Write for BlobWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file()?.flush()
+    }
+}
+
+/// A [`BlobWriter`] whose file is closed ([`BlobWriter::park`]); [`BlobStore::unpark`] goes on writing.
+#[derive(Debug, Clone)]
+pub struct ParkedWriter {
+    path: PathBuf,
+    hasher: Hasher,
+    len: u64,
+}
+
+impl ParkedWriter {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -556,6 +614,27 @@ mod tests {
         let d = w.commit(Some(&Algorithm::Sha256.digest(b"abcdef"))).unwrap();
         assert_eq!(store.read_verified(&d).unwrap().unwrap(), b"abcdef");
         assert!(!session.exists());
+    }
+
+    #[test]
+    fn a_parked_writer_holds_no_file_and_goes_on_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let session = dir.path().join("ingest/session");
+        let mut w = store.resume_writer(&session, Algorithm::Sha256).unwrap();
+        w.write_all(b"abc").unwrap();
+        let parked = w.park();
+        assert_eq!(parked.len(), 3);
+        assert!(session.is_file(), "parking keeps the file");
+        let mut w = store.unpark(parked.clone()).unwrap();
+        w.write_all(b"def").unwrap();
+        drop(w);
+        // The file grew behind the parked writer's back: it is hashed again rather than trusted.
+        let mut w = store.unpark(parked).unwrap();
+        assert_eq!(w.len(), 6);
+        w.write_all(b"g").unwrap();
+        let d = w.commit(Some(&Algorithm::Sha256.digest(b"abcdefg"))).unwrap();
+        assert_eq!(store.read_verified(&d).unwrap().unwrap(), b"abcdefg");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::error::{ErrorCode, RegistryError};
 use crate::names::{Reference, RepoName, Tag};
 use crate::service::blocking;
-use crate::storage::{Storage, StoredManifest};
+use crate::storage::{References, Storage, StoredManifest};
 
 /// Docker Hub's registry name: its images are stored without a host prefix.
 const DOCKER_HUB: &str = "docker.io";
@@ -388,7 +388,7 @@ impl PullThrough {
         };
         let (r, s) = (repo.clone(), stored.clone());
         blocking(storage, move |st| {
-            st.put_manifest(&r, &s, &tags, subject.as_ref())
+            st.put_manifest(&r, &s, &tags, subject.as_ref(), References::Unchecked)
         })
         .await?;
         Ok(stored)
@@ -578,9 +578,9 @@ async fn cache_blob(
     let (r, alg) = (repo.clone(), digest.algorithm());
     let st = Arc::clone(storage);
     let (id, sink) = tokio::task::spawn_blocking(move || {
-        let id = st.start_upload(&r, alg)?;
-        let sink = st.resume_upload(&r, &id)?;
-        Ok::<_, crate::storage::StorageError>((id, sink))
+        // The registry's own session: no client cap counts it.
+        let sink = st.start_upload(&r, alg, None)?;
+        Ok::<_, crate::storage::StorageError>((sink.id().to_owned(), sink))
     })
     .await
     .map_err(|e| format!("storage task failed: {e}"))?

@@ -506,9 +506,17 @@ async fn get_blob(
     head: bool,
     range: Option<String>,
 ) -> Result<Response> {
+    // A HEAD opens nothing: it asks for the size, and refreshes the blob's age (the client may skip
+    // uploading it and rely on it in the manifest it pushes next).
     let open = || {
         let (r, dd) = (repo.clone(), d.clone());
-        blocking(&app.storage, move |s| s.open_blob(&r, &dd))
+        blocking(&app.storage, move |s| {
+            if head {
+                Ok(s.touch_blob(&r, &dd)?.map(|size| (None, size)))
+            } else {
+                Ok(s.open_blob(&r, &dd)?.map(|(reader, size)| (Some(reader), size)))
+            }
+        })
     };
     let (reader, size) = match open().await? {
         Some(opened) => opened,
@@ -529,10 +537,9 @@ async fn get_blob(
         }
     };
     let (status, start, len) = blob_range(d, size, range.as_deref())?;
-    let body = if head {
-        Body::empty()
-    } else {
-        stream_blob(reader, start, len)
+    let body = match reader {
+        Some(reader) => stream_blob(reader, start, len),
+        None => Body::empty(),
     };
     blob_response(body, d, status, Some((start, len, size)))
 }
@@ -825,6 +832,18 @@ async fn put_upload(app: &Arc<App>, repo: RepoName, id: String, request: Request
     finish_upload(sink, &repo, &d).await
 }
 
+/// Who opens an upload session, for the per-client cap: the user when one authenticated, else the
+/// client's IP address (`None` when the connection has none, e.g. in-process requests).
+fn upload_client(request: &Request, caller: &Caller) -> Option<String> {
+    if let Some(user) = caller.user() {
+        return Some(format!("user {user}"));
+    }
+    let addr = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::ClientAddr>>()?;
+    Some(format!("address {}", addr.0.0.ip()))
+}
+
 async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request, caller: &Caller) -> Result<Response> {
     let pairs = query_pairs(&request)?;
     if let Some(mount) = query_get(&pairs, "mount") {
@@ -858,12 +877,16 @@ async fn start_upload(app: &Arc<App>, repo: RepoName, request: Request, caller: 
         _ => None,
     };
     let algorithm = monolithic.as_ref().map_or(algorithm, Digest::algorithm);
-    let r = repo.clone();
-    let id = blocking(&app.storage, move |s| s.start_upload(&r, algorithm)).await?;
+    let (r, client) = (repo.clone(), upload_client(&request, caller));
+    let sink = blocking(&app.storage, move |s| {
+        s.start_upload(&r, algorithm, client.as_deref())
+    })
+    .await?;
+    let id = sink.id().to_owned();
     let Some(d) = monolithic else {
+        drop(sink);
         return upload_accepted(StatusCode::ACCEPTED, &repo, &id, 0);
     };
-    let sink = resume(app, &repo, &id).await?;
     let (sink, result) = write_chunk(sink, request.into_body(), None).await;
     if let Err(e) = result {
         drop(sink);
@@ -883,7 +906,15 @@ fn manifest_unknown(repo: &RepoName, reference: &Reference) -> RegistryError {
 
 async fn get_manifest(app: &Arc<App>, repo: RepoName, reference: Reference, head: bool) -> Result<Response> {
     let (r, rf) = (repo.clone(), reference.clone());
-    let mut found = blocking(&app.storage, move |s| s.get_manifest(&r, &rf)).await?;
+    let mut found = blocking(&app.storage, move |s| {
+        let found = s.get_manifest(&r, &rf)?;
+        if head && let Some(m) = &found {
+            // The client may reference it from an index instead of pushing it again.
+            s.touch_manifest(&r, &m.digest)?;
+        }
+        Ok(found)
+    })
+    .await?;
     if let (None, Some(pt)) = (&found, &app.config.pull_through) {
         found = pt.manifest(&app.storage, &repo, &reference).await?;
     }

@@ -9,7 +9,7 @@ use kiln_oci::{Algorithm, Digest, media_types};
 
 use crate::error::{ErrorCode, RegistryError};
 use crate::names::{RepoName, Tag};
-use crate::storage::{Storage, StorageError, StoredManifest};
+use crate::storage::{References, Storage, StorageError, StoredManifest};
 
 /// Runs a storage call on the blocking pool.
 pub(crate) async fn blocking<T, F>(storage: &Arc<dyn Storage>, f: F) -> Result<T, RegistryError>
@@ -44,6 +44,20 @@ pub(crate) fn storage_error(e: StorageError) -> RegistryError {
         }
         StorageError::UploadBusy { .. } => {
             RegistryError::new(StatusCode::CONFLICT, ErrorCode::BlobUploadInvalid, e.to_string())
+        }
+        StorageError::TooManyUploads { .. } => RegistryError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            e.to_string(),
+        ),
+        StorageError::ReferenceUnknown { ref digest, .. } => {
+            let detail = serde_json::json!({ "digest": digest.to_string() });
+            RegistryError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ManifestBlobUnknown,
+                e.to_string(),
+            )
+            .with_detail(detail)
         }
         other => RegistryError::internal(other.to_string()),
     }
@@ -132,7 +146,13 @@ pub(crate) async fn put_manifest(
     let subject = refs.subject.map(|s| s.digest);
     let (repo, subject_for_store) = (repo.clone(), subject.clone());
     blocking(storage, move |s| {
-        s.put_manifest(&repo, &manifest, &tags, subject_for_store.as_ref())
+        s.put_manifest(
+            &repo,
+            &manifest,
+            &tags,
+            subject_for_store.as_ref(),
+            References::Linked,
+        )
     })
     .await?;
     Ok((digest, subject))

@@ -507,6 +507,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATTERN=DURATION")]
     pub expire_tags: Vec<String>,
 
+    /// Open upload sessions allowed per repository; one more answers 429 TOOMANYREQUESTS (0: no cap)
+    /// [default: 256]. Config: `[uploads] per-repository`.
+    #[arg(long, value_name = "N")]
+    pub uploads_per_repository: Option<usize>,
+
+    /// Open upload sessions allowed per client (its user when it logged in, else its IP address); one
+    /// more answers 429 TOOMANYREQUESTS (0: no cap) [default: 64]. Config: `[uploads] per-client`.
+    #[arg(long, value_name = "N")]
+    pub uploads_per_client: Option<usize>,
+
+    /// An upload session that no request used for this long expires (then 404 BLOB_UPLOAD_UNKNOWN); swept
+    /// every minute whether or not GC runs [default: 15m]. Config: `[uploads] idle-timeout`.
+    #[arg(long, value_name = "DURATION")]
+    pub uploads_idle_timeout: Option<String>,
+
     /// How the access log (one line per request, plus blob mount and upload events) is written on
     /// stderr: `text` or `json` (one object per line) [default: text]. KILN_LOG=warn silences it; metrics
     /// are at GET /metrics (docs/registry-observability.md). Config: `log-format`.
@@ -575,7 +590,8 @@ pub enum ClientKind {
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Remove what no tag reaches: walks image manifests, indexes and referrers from every tag; keeps
-    /// anything younger than --grace (uploads in flight); prints what it removed.
+    /// anything younger than --grace (uploads in flight); prints what it removed. Refuses to run while a
+    /// `kiln serve` uses the root (its online GC, --gc-interval, is the safe way then).
     Gc(RegistryGcArgs),
     /// Verify every blob's digest and every tag, manifest, layer and referrer link; print each problem
     /// with its path and exit 1 if there is any.

@@ -61,6 +61,9 @@ fn serve_help_explains_every_option() {
         "--tls-self-signed",
         "--gc-interval",
         "--expire-tags",
+        "--uploads-per-repository",
+        "--uploads-per-client",
+        "--uploads-idle-timeout",
         "--log-format",
         "loopback",
     ] {
@@ -318,4 +321,98 @@ fn serve_tls_self_signed_prints_its_ca_and_registry_gc_and_fsck_run_offline() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a kiln registry root"));
+}
+
+/// `curl ARGS…`: its stdout, after checking it exited 0.
+fn curl(args: &[String]) -> String {
+    let out = Command::new("curl").arg("-sS").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Issue 11, item 4, end to end: each idle upload session used to hold a file descriptor, so a client
+/// opening sessions without finishing them made every later request a 500. `kiln serve` limited to 64
+/// descriptors now keeps 200 idle sessions (caps lifted with the flags) and still stores a pushed blob.
+#[test]
+fn regression_serve_keeps_more_idle_upload_sessions_than_file_descriptors() {
+    if !kiln_test_support::require_tool("prlimit") || !kiln_test_support::require_tool("curl") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=64:64")
+        .arg("--")
+        .arg(assert_cmd::cargo::cargo_bin("kiln"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--uploads-per-client", "0"])
+        .args(["--uploads-per-repository", "0", "--root"])
+        .arg(root.path());
+    let (_server, _, addr) = start_serve(&mut cmd);
+    let start = format!("http://{addr}/v2/idle/blobs/uploads/");
+    let mut args: Vec<String> = ["-X", "POST", "-w", "%{http_code}\\n"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(std::iter::repeat_n(start, 200));
+    let codes = curl(&args);
+    assert_eq!(codes.lines().filter(|c| *c == "202").count(), 200, "{codes}");
+    let blob = b"pushed after 200 idle sessions";
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(blob))
+    );
+    let blob_file = root.path().join("blob");
+    std::fs::write(&blob_file, blob).unwrap();
+    let code = curl(&[
+        "-X".into(),
+        "POST".into(),
+        "--data-binary".into(),
+        format!("@{}", blob_file.display()),
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code}".into(),
+        format!("http://{addr}/v2/idle/blobs/uploads/?digest={digest}"),
+    ]);
+    assert_eq!(code, "201");
+    let body = curl(&[format!("http://{addr}/v2/idle/blobs/{digest}")]);
+    assert_eq!(body.as_bytes(), blob);
+}
+
+/// Issue 11, item 2: `kiln registry gc` beside a running `kiln serve` could not order its sweep against
+/// the server's writes; it refuses now, naming the server's process, and so does a second server.
+#[test]
+fn registry_gc_and_a_second_server_refuse_a_root_that_kiln_serve_uses() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = |root: &std::path::Path| {
+        let mut cmd = Command::cargo_bin("kiln").unwrap();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--root"]).arg(root);
+        cmd
+    };
+    let (server, _, _) = start_serve(&mut serve(root.path()));
+    let pid = server.0.id().to_string();
+    let gc = || {
+        Command::cargo_bin("kiln")
+            .unwrap()
+            .args(["registry", "gc", "--root"])
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let out = gc();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("in use by process {pid}")) && err.contains("--gc-interval"),
+        "{err}"
+    );
+    let out = serve(root.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("in use by process {pid}")), "{err}");
+    drop(server);
+    let out = gc();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -1,27 +1,37 @@
 //! The filesystem storage; its layout is documented in `docs/registry-storage.md`.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use kiln_oci::{Algorithm, BlobStore, BlobWriter, Digest};
+use kiln_oci::manifest::{ManifestKind, parse_manifest};
+use kiln_oci::{Algorithm, BlobStore, Digest};
 
-use super::{BlobRead, OpenBlob, Storage, StorageError, StoredManifest, UploadSink, Usage};
+use super::gc::Gate;
+use super::uploads::Sessions;
+use super::{
+    BlobRead, OpenBlob, References, Storage, StorageError, StoredManifest, UploadLimits, UploadSink, Usage,
+};
 use crate::names::{Reference, RepoName, Tag};
 
 /// The layout version written to `<root>/kiln-registry.json`.
 pub const LAYOUT_VERSION: u64 = 1;
 
-enum Slot {
-    Idle(Box<BlobWriter>),
-    Busy,
-}
+/// The lock file of a root: held by the one process that serves or collects it.
+const LOCK_FILE: &str = "kiln-registry.lock";
 
 struct Inner {
     root: PathBuf,
     store: BlobStore,
-    uploads: Mutex<HashMap<String, Slot>>,
+    sessions: Sessions,
+    gate: Gate,
+}
+
+/// The claim of one process on a registry root ([`FsStorage::lock_root`]), released when dropped.
+#[derive(Debug)]
+pub struct RootLock {
+    _file: std::fs::File,
 }
 
 /// Blobs deduplicated across repositories in one [`BlobStore`]; per-repository links, tags and referrers
@@ -39,7 +49,7 @@ impl std::fmt::Debug for FsStorage {
     }
 }
 
-fn not_found<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+pub(super) fn not_found<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -57,8 +67,9 @@ fn parent(path: &Path) -> io::Result<&Path> {
 }
 
 /// Creates the empty file `path` durably: in place (an empty file has no content to tear, so no temp
-/// file, file fsync or rename), then fsyncs its folder. An existing file is kept, and its folder still
-/// fsynced: the request that created it may not have synced it yet.
+/// file, file fsync or rename), then fsyncs its folder. An existing file is kept, its modification time
+/// refreshed (GC's grace period counts from it: a mount or push of a blob already linked is as fresh as
+/// a new one), and its folder still fsynced: the request that created it may not have synced it yet.
 fn create_empty_durable(path: &Path) -> io::Result<()> {
     let dir = parent(path)?;
     fs_err::create_dir_all(dir)?;
@@ -66,8 +77,21 @@ fn create_empty_durable(path: &Path) -> io::Result<()> {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
+        .open(path)?
+        .set_modified(SystemTime::now())?;
     sync_dir(dir)
+}
+
+/// Refreshes the modification time of `path` if it exists (not fsynced: a lost refresh after a crash
+/// only makes the file look older). `false` if it does not exist.
+fn touch(path: &Path) -> io::Result<bool> {
+    match not_found(fs_err::OpenOptions::new().write(true).open(path))? {
+        Some(file) => {
+            file.set_modified(SystemTime::now())?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Writes `bytes` to `path` atomically: a temp file (name starting with `.`) in the same folder, fsync,
@@ -92,16 +116,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// [`write_atomic`] unless `path` already holds exactly `bytes` (it was written, and synced, before):
 /// retagging a manifest (`kiln tag`, `kiln promote`) then costs the new tag's fsyncs only, not the
-/// manifest link's again.
+/// manifest link's again. An unchanged file gets a fresh modification time ([`touch`]): pushing a tag
+/// or manifest again restarts its age for tag expiry and GC's grace period.
 fn write_atomic_if_changed(path: &Path, bytes: &[u8]) -> io::Result<()> {
     match not_found(fs_err::read(path))? {
-        Some(existing) if existing == bytes => Ok(()),
+        Some(existing) if existing == bytes => touch(path).map(drop),
         _ => write_atomic(path, bytes),
     }
 }
 
 fn remove_if_present(path: &Path) -> io::Result<bool> {
     Ok(not_found(fs_err::remove_file(path))?.is_some())
+}
+
+/// The referrer an entry of `_referrers/<alg>/<subject>/` names (`<alg>-<hex>`), if it is one.
+pub(super) fn referrer_digest(name: &str) -> Option<Digest> {
+    let (alg, hex) = name.split_once('-')?;
+    Digest::new(Algorithm::from_name(alg)?, hex).ok()
 }
 
 /// Sorted names of the entries of `dir` that do not start with `.` (temp files); empty if `dir` is absent.
@@ -122,8 +153,18 @@ pub(crate) fn list_names(dir: &Path) -> io::Result<Vec<String>> {
 }
 
 impl FsStorage {
-    /// Opens (creating if needed) a registry root. Fails if it was written by a newer layout.
+    /// Opens (creating if needed) a registry root with the default [`UploadLimits`]. Fails if it was
+    /// written by a newer layout.
+    ///
+    /// One `FsStorage` (and its clones) per root and process: upload sessions and GC's ordering of writes
+    /// (see [`FsStorage::gc`]) live in it. Between processes, [`FsStorage::lock_root`] keeps a second one
+    /// off a root that `kiln serve` or `kiln registry gc` is using.
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
+        FsStorage::open_with(root, UploadLimits::default())
+    }
+
+    /// [`FsStorage::open`] with these upload session limits.
+    pub fn open_with(root: impl Into<PathBuf>, limits: UploadLimits) -> Result<FsStorage, StorageError> {
         let root = root.into();
         fs_err::create_dir_all(&root)?;
         let marker = root.join("kiln-registry.json");
@@ -144,13 +185,48 @@ impl FsStorage {
         let store = BlobStore::open(&root)?;
         fs_err::create_dir_all(root.join("repositories"))?;
         fs_err::create_dir_all(root.join("uploads"))?;
-        Ok(FsStorage {
+        let storage = FsStorage {
             inner: Arc::new(Inner {
                 root,
                 store,
-                uploads: Mutex::new(HashMap::new()),
+                sessions: Sessions::new(limits),
+                gate: Gate::default(),
             }),
-        })
+        };
+        // Sessions from before a restart count towards the caps and expire like the others.
+        storage.register_disk_sessions()?;
+        Ok(storage)
+    }
+
+    /// Claims the root for this process (`ROOT/kiln-registry.lock`, with this process's id in it):
+    /// `kiln serve` holds it while it serves, `kiln registry gc` while it collects, so that an offline GC
+    /// never runs beside a server whose writes it cannot order against its sweep.
+    /// [`StorageError::RootLocked`] if another process holds it.
+    pub fn lock_root(&self) -> Result<RootLock, StorageError> {
+        let path = self.inner.root.join(LOCK_FILE);
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let (mut file, _) = file.into_parts();
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = fs_err::read_to_string(&path).unwrap_or_default();
+                return Err(StorageError::RootLocked {
+                    path: path.display().to_string(),
+                    holder: holder.trim().parse().ok(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io::Error::new(e.kind(), format!("cannot lock {}: {e}", path.display())).into());
+            }
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(RootLock { _file: file })
     }
 
     /// The registry root.
@@ -158,9 +234,12 @@ impl FsStorage {
         &self.inner.root
     }
 
-    /// Drops the in-memory state of an upload session (its files are being removed).
-    pub(crate) fn forget_upload(&self, id: &str) {
-        self.uploads().remove(id);
+    pub(super) fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    pub(super) fn gate(&self) -> &Gate {
+        &self.inner.gate
     }
 
     /// The blob store shared by every repository.
@@ -199,37 +278,70 @@ impl FsStorage {
             .join(subject.hex())
     }
 
-    fn upload_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn upload_dir(&self, id: &str) -> PathBuf {
         self.inner.root.join("uploads").join(id)
     }
 
-    fn uploads(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
-        // A poisoned map only means a request panicked while holding it; the map itself stays usable.
-        self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reads an upload session's metadata (`<repository>\n<algorithm>\n`) if it belongs to `repo`.
+    /// An upload session's metadata (`<repository>\n<algorithm>\n`): its repository and algorithm, or
+    /// `None` when it is missing or torn.
     ///
     /// `meta` is written without fsync (a session need not survive a crash), so after one it may be
     /// missing, empty or cut short: all of these read as an unknown session, and the client starts over.
     /// The session's data is re-hashed and verified against the client's digest in any case, so a lost
     /// `meta` can never store a wrong blob.
-    fn upload_meta(&self, repo: &RepoName, id: &str) -> Result<Algorithm, StorageError> {
-        let Some(bytes) = not_found(fs_err::read(self.upload_dir(id).join("meta")))? else {
-            return Err(upload_unknown(repo, id));
-        };
-        let mut lines = bytes.split(|b| *b == b'\n');
-        if lines.next() != Some(repo.as_str().as_bytes()) {
-            return Err(upload_unknown(repo, id));
-        }
-        let algorithm = lines
-            .next()
-            .and_then(|name| std::str::from_utf8(name).ok())
-            .and_then(Algorithm::from_name);
+    pub(super) fn read_upload_meta(&self, id: &str) -> Option<(String, Algorithm)> {
+        let bytes = fs_err::read(self.upload_dir(id).join("meta")).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let mut lines = text.split('\n');
+        let repo = lines.next()?;
+        let algorithm = Algorithm::from_name(lines.next()?)?;
         // The final newline is written last: without it the file may have been cut short.
-        match (algorithm, lines.next()) {
-            (Some(algorithm), Some(b"")) => Ok(algorithm),
-            _ => Err(upload_unknown(repo, id)),
+        (lines.next() == Some("") && lines.next().is_none()).then(|| (repo.to_owned(), algorithm))
+    }
+
+    /// The algorithm of upload session `id` if it belongs to `repo` (see [`FsStorage::read_upload_meta`]).
+    pub(super) fn upload_meta(&self, repo: &RepoName, id: &str) -> Result<Algorithm, StorageError> {
+        match self.read_upload_meta(id) {
+            Some((r, algorithm)) if r == repo.as_str() => Ok(algorithm),
+            _ => Err(StorageError::upload_unknown(repo, id)),
+        }
+    }
+
+    /// Links a blob into `repo` (or refreshes its link) for a write that GC must see: the caller holds
+    /// [`FsStorage::reference_gate`].
+    pub(super) fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StorageError> {
+        create_empty_durable(&self.layer_link(repo, digest))?;
+        self.gate()
+            .record(|j| j.layers.push((repo.clone(), digest.clone())));
+        Ok(())
+    }
+
+    /// Every blob an image manifest names, or every manifest an index names, must be linked into `repo`:
+    /// checked again under [`FsStorage::reference_gate`] because GC may have swept one since the service
+    /// validated the manifest.
+    fn check_references(&self, repo: &RepoName, manifest: &StoredManifest) -> Result<(), StorageError> {
+        let refs = parse_manifest(&manifest.bytes, Some(&manifest.media_type)).map_err(|e| {
+            StorageError::Corrupt {
+                path: format!("{repo}@{}", manifest.digest),
+                reason: format!("the manifest to store does not parse: {e}"),
+            }
+        })?;
+        let missing = match refs.kind {
+            ManifestKind::Image => refs
+                .blobs
+                .into_iter()
+                .find(|b| !self.layer_link(repo, &b.digest).is_file()),
+            ManifestKind::Index => refs
+                .manifests
+                .into_iter()
+                .find(|m| !self.manifest_link(repo, &m.digest).is_file()),
+        };
+        match missing {
+            Some(d) => Err(StorageError::ReferenceUnknown {
+                repository: repo.to_string(),
+                digest: d.digest,
+            }),
+            None => Ok(()),
         }
     }
 
@@ -251,87 +363,6 @@ impl FsStorage {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })
-    }
-}
-
-fn upload_unknown(repo: &RepoName, id: &str) -> StorageError {
-    StorageError::UploadUnknown {
-        id: id.to_owned(),
-        repository: repo.to_string(),
-    }
-}
-
-struct FsUpload {
-    storage: FsStorage,
-    repo: RepoName,
-    id: String,
-    writer: Option<BlobWriter>,
-}
-
-impl FsUpload {
-    fn writer(&mut self) -> Result<&mut BlobWriter, StorageError> {
-        self.writer
-            .as_mut()
-            .ok_or_else(|| StorageError::Io(io::Error::other(format!("upload {} is closed", self.id))))
-    }
-}
-
-impl Drop for FsUpload {
-    fn drop(&mut self) {
-        let mut uploads = self.storage.uploads();
-        match self.writer.take() {
-            // Still a session (not finished, not cancelled meanwhile): hand it back.
-            Some(writer) if self.storage.upload_dir(&self.id).is_dir() => {
-                uploads.insert(self.id.clone(), Slot::Idle(Box::new(writer)));
-            }
-            _ => {
-                uploads.remove(&self.id);
-            }
-        }
-    }
-}
-
-impl UploadSink for FsUpload {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn offset(&self) -> u64 {
-        self.writer.as_ref().map_or(0, BlobWriter::len)
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.writer()?.write_all(bytes)?;
-        Ok(())
-    }
-
-    fn truncate(&mut self, offset: u64) -> Result<(), StorageError> {
-        self.writer()?.truncate(offset)?;
-        Ok(())
-    }
-
-    fn finish(mut self: Box<Self>, expected: &Digest) -> Result<u64, StorageError> {
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| StorageError::Io(io::Error::other(format!("upload {} is closed", self.id))))?;
-        let dir = self.storage.upload_dir(&self.id);
-        if writer.algorithm() != expected.algorithm() {
-            // The session hashed with another algorithm than the final digest: re-hash the data once.
-            let path = writer.path().to_owned();
-            drop(writer);
-            writer = self
-                .storage
-                .inner
-                .store
-                .resume_writer(&path, expected.algorithm())?;
-        }
-        let size = writer.len();
-        let result = writer.commit(Some(expected));
-        let _ignored = fs_err::remove_dir_all(&dir);
-        let digest = result.map_err(StorageError::uploaded)?;
-        create_empty_durable(&self.storage.layer_link(&self.repo, &digest))?;
-        Ok(size)
     }
 }
 
@@ -359,70 +390,46 @@ impl Storage for FsStorage {
     }
 
     fn mount_blob(&self, from: &RepoName, to: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
+        let _gate = self.reference_gate();
         if self.blob_size(from, digest)?.is_none() {
             return Ok(false);
         }
-        create_empty_durable(&self.layer_link(to, digest))?;
+        self.link_blob(to, digest)?;
         tracing::debug!(%from, %to, %digest, "mounted blob across repositories");
         Ok(true)
     }
 
-    fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<String, StorageError> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let dir = self.upload_dir(&id);
-        fs_err::create_dir_all(&dir)?;
-        // No fsync: a session need not survive a crash (see `upload_meta`).
-        fs_err::write(dir.join("meta"), format!("{repo}\n{algorithm}\n"))?;
-        let writer = self.inner.store.resume_writer(&dir.join("data"), algorithm)?;
-        self.uploads().insert(id.clone(), Slot::Idle(Box::new(writer)));
-        Ok(id)
+    fn touch_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        let _gate = self.reference_gate();
+        let Some(size) = self.blob_size(repo, digest)? else {
+            return Ok(None);
+        };
+        if touch(&self.layer_link(repo, digest))? {
+            self.gate()
+                .record(|j| j.layers.push((repo.clone(), digest.clone())));
+        }
+        Ok(Some(size))
+    }
+
+    fn start_upload(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+        client: Option<&str>,
+    ) -> Result<Box<dyn UploadSink>, StorageError> {
+        self.start_session(repo, algorithm, client)
     }
 
     fn resume_upload(&self, repo: &RepoName, id: &str) -> Result<Box<dyn UploadSink>, StorageError> {
-        let algorithm = self.upload_meta(repo, id)?;
-        let writer = {
-            let mut uploads = self.uploads();
-            match uploads.insert(id.to_owned(), Slot::Busy) {
-                Some(Slot::Idle(writer)) => Some(*writer),
-                Some(Slot::Busy) => return Err(StorageError::UploadBusy { id: id.to_owned() }),
-                None => None,
-            }
-        };
-        let mut upload = FsUpload {
-            storage: self.clone(),
-            repo: repo.clone(),
-            id: id.to_owned(),
-            writer,
-        };
-        if upload.writer.is_none() {
-            // Not in memory (e.g. after a restart): re-hash what the session file holds.
-            let writer = self
-                .inner
-                .store
-                .resume_writer(&self.upload_dir(id).join("data"), algorithm);
-            match writer {
-                Ok(w) => upload.writer = Some(w),
-                // Dropping the writer-less upload frees its slot.
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Box::new(upload))
+        self.resume_session(repo, id)
     }
 
     fn upload_offset(&self, repo: &RepoName, id: &str) -> Result<u64, StorageError> {
-        self.upload_meta(repo, id)?;
-        if let Some(Slot::Idle(writer)) = self.uploads().get(id) {
-            return Ok(writer.len());
-        }
-        let data = self.upload_dir(id).join("data");
-        Ok(not_found(fs_err::metadata(&data))?.map_or(0, |m| m.len()))
+        self.session_offset(repo, id)
     }
 
     fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), StorageError> {
-        self.upload_meta(repo, id)?;
-        self.uploads().remove(id);
-        fs_err::remove_dir_all(self.upload_dir(id))?;
-        Ok(())
+        self.cancel_session(repo, id)
     }
 
     fn get_manifest(
@@ -457,13 +464,29 @@ impl Storage for FsStorage {
         Ok(self.inner.store.size(digest)?)
     }
 
+    fn touch_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
+        let _gate = self.reference_gate();
+        let touched = touch(&self.manifest_link(repo, digest))?;
+        if touched {
+            self.gate()
+                .record(|j| j.manifests.push((repo.clone(), digest.clone())));
+        }
+        Ok(touched)
+    }
+
     fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &StoredManifest,
         tags: &[Tag],
         subject: Option<&Digest>,
+        references: References,
     ) -> Result<(), StorageError> {
+        // From the check of its references to the last tag, GC's sweep waits (and then sees it).
+        let _gate = self.reference_gate();
+        if references == References::Linked {
+            self.check_references(repo, manifest)?;
+        }
         // Order matters for crash safety: content, then the link, then the names pointing at it.
         self.inner.store.put(
             manifest.digest.algorithm(),
@@ -484,6 +507,10 @@ impl Storage for FsStorage {
                 format!("{}\n", manifest.digest).as_bytes(),
             )?;
         }
+        self.gate().record(|j| {
+            j.manifests.push((repo.clone(), manifest.digest.clone()));
+            j.tags.extend(tags.iter().map(|t| (repo.clone(), t.to_string())));
+        });
         Ok(())
     }
 
@@ -572,13 +599,7 @@ impl Storage for FsStorage {
     fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<StoredManifest>, StorageError> {
         let mut out = Vec::new();
         for name in list_names(&self.referrer_dir(repo, subject))? {
-            let Some((alg, hex)) = name.split_once('-') else {
-                continue;
-            };
-            let Some(alg) = Algorithm::from_name(alg) else {
-                continue;
-            };
-            let Ok(digest) = Digest::new(alg, hex) else {
+            let Some(digest) = referrer_digest(&name) else {
                 continue;
             };
             if let Some(m) = self.get_manifest(repo, &Reference::Digest(digest))? {
@@ -616,8 +637,8 @@ mod tests {
         ];
         for meta in damaged {
             let storage = FsStorage::open(dir.path()).unwrap();
-            let id = storage.start_upload(&repo(), Algorithm::Sha256).unwrap();
-            let mut sink = storage.resume_upload(&repo(), &id).unwrap();
+            let mut sink = storage.start_upload(&repo(), Algorithm::Sha256, None).unwrap();
+            let id = sink.id().to_owned();
             sink.write(content).unwrap();
             drop(sink);
             let path = storage.upload_dir(&id).join("meta");
@@ -645,8 +666,8 @@ mod tests {
     fn an_intact_session_resumes_after_a_restart_and_links_its_blob() {
         let dir = tempfile::tempdir().unwrap();
         let storage = FsStorage::open(dir.path()).unwrap();
-        let id = storage.start_upload(&repo(), Algorithm::Sha256).unwrap();
-        let mut sink = storage.resume_upload(&repo(), &id).unwrap();
+        let mut sink = storage.start_upload(&repo(), Algorithm::Sha256, None).unwrap();
+        let id = sink.id().to_owned();
         sink.write(b"first ").unwrap();
         drop(sink);
         drop(storage);

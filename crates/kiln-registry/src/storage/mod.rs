@@ -3,14 +3,17 @@
 
 mod fs;
 mod gc;
+mod uploads;
 
 use std::io::{self, Read, Seek};
+use std::time::Duration;
 
 use kiln_oci::{Algorithm, Digest};
 
 use crate::names::{Reference, RepoName, Tag};
 
 pub use fs::FsStorage;
+pub use fs::RootLock;
 pub use gc::{GcOptions, GcReport, Problem, TagExpiry};
 
 /// A blob being read: seekable for Range requests.
@@ -62,6 +65,39 @@ pub enum StorageError {
         /// The session id.
         id: String,
     },
+    /// One more upload session would pass a cap of [`UploadLimits`].
+    #[error(
+        "{scope} has {limit} upload sessions open, the most allowed: finish or cancel one first \
+         (a session unused for {idle_timeout:?} expires)"
+    )]
+    TooManyUploads {
+        /// `repository NAME` or `client WHO`.
+        scope: String,
+        /// The cap.
+        limit: usize,
+        /// When idle sessions expire.
+        idle_timeout: Duration,
+    },
+    /// A manifest names a blob (or an index a manifest) that the repository does not have, or no longer
+    /// has: garbage collection removed it after the manifest was checked.
+    #[error("{digest} is not in repository {repository}")]
+    ReferenceUnknown {
+        /// The repository.
+        repository: String,
+        /// The missing blob or manifest.
+        digest: Digest,
+    },
+    /// Another process uses the registry root ([`FsStorage::lock_root`]).
+    #[error(
+        "registry root is in use by {} (lock {path})",
+        holder.map_or_else(|| "another process".to_owned(), |pid| format!("process {pid}"))
+    )]
+    RootLocked {
+        /// The lock file.
+        path: String,
+        /// The process id written in it, if readable.
+        holder: Option<u32>,
+    },
     /// Stored data that should be valid is not (e.g. a tag file without a digest).
     #[error("corrupt storage at {path}: {reason}")]
     Corrupt {
@@ -103,6 +139,35 @@ impl StorageError {
             other => other.into(),
         }
     }
+
+    pub(crate) fn upload_unknown(repo: &RepoName, id: &str) -> StorageError {
+        StorageError::UploadUnknown {
+            id: id.to_owned(),
+            repository: repo.to_string(),
+        }
+    }
+}
+
+/// Caps and expiry of upload sessions (`[uploads]` in docs/registry-config.md). A session is open from
+/// its `POST` until its final `PUT`, its `DELETE`, or its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Open sessions per repository; 0: no cap.
+    pub per_repository: usize,
+    /// Open sessions per client (its user when it authenticated, else its IP address); 0: no cap.
+    pub per_client: usize,
+    /// A session that no request used for this long is removed (404 `BLOB_UPLOAD_UNKNOWN` afterwards).
+    pub idle_timeout: Duration,
+}
+
+impl Default for UploadLimits {
+    fn default() -> UploadLimits {
+        UploadLimits {
+            per_repository: 256,
+            per_client: 64,
+            idle_timeout: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// An upload session checked out by one request. Dropping it returns it to the storage unchanged.
@@ -120,6 +185,16 @@ pub trait UploadSink: Send {
     fn finish(self: Box<Self>, expected: &Digest) -> Result<u64, StorageError>;
 }
 
+/// What [`Storage::put_manifest`] requires of the blobs (or child manifests) a manifest names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum References {
+    /// Linked into the repository: a push, which the service validated. Checked again where writes are
+    /// ordered against garbage collection, which may have removed one since.
+    Linked,
+    /// Nothing: a pulled-through manifest, whose blobs are fetched when a client asks for them.
+    Unchecked,
+}
+
 /// Everything the registry stores. Names, tags and digests are validated before they reach it.
 pub trait Storage: Send + Sync + 'static {
     /// The size of a blob linked into `repo`, or `None`.
@@ -130,8 +205,20 @@ pub trait Storage: Send + Sync + 'static {
     fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError>;
     /// Links a blob of `from` into `to`. `false` if `from` does not have it.
     fn mount_blob(&self, from: &RepoName, to: &RepoName, digest: &Digest) -> Result<bool, StorageError>;
-    /// Starts an upload session; returns its id.
-    fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> Result<String, StorageError>;
+    /// The size of a blob linked into `repo`, or `None`, for a client deciding whether to upload it (a
+    /// `HEAD`): the link's age is refreshed so that garbage collection's grace period covers the
+    /// manifest push that relies on the answer.
+    fn touch_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        self.blob_size(repo, digest)
+    }
+    /// Starts an upload session for `client` (`None`: the registry itself, which no client cap counts) and
+    /// checks it out to the caller; [`StorageError::TooManyUploads`] past a cap of [`UploadLimits`].
+    fn start_upload(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+        client: Option<&str>,
+    ) -> Result<Box<dyn UploadSink>, StorageError>;
     /// Checks out an upload session for writing or finishing.
     fn resume_upload(&self, repo: &RepoName, id: &str) -> Result<Box<dyn UploadSink>, StorageError>;
     /// Bytes received by an upload session.
@@ -146,13 +233,21 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<StoredManifest>, StorageError>;
     /// The size of a manifest linked into `repo`, or `None`.
     fn manifest_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError>;
+    /// Refreshes the age of a manifest linked into `repo` that a client found with a `HEAD` and may now
+    /// reference (from an index) instead of pushing it again; `false` if absent.
+    fn touch_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
+        Ok(self.manifest_size(repo, digest)?.is_some())
+    }
     /// Stores a manifest (already validated), points `tags` at it and records it as a referrer of `subject`.
+    /// With [`References::Linked`], [`StorageError::ReferenceUnknown`] if a blob or child manifest it
+    /// names is no longer linked into `repo`.
     fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &StoredManifest,
         tags: &[Tag],
         subject: Option<&Digest>,
+        references: References,
     ) -> Result<(), StorageError>;
     /// Removes a manifest from `repo` with every tag pointing at it. `false` if absent.
     fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError>;

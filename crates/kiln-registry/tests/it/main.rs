@@ -10,3 +10,4 @@ mod pull_through;
 mod skopeo;
 mod support;
 mod tls;
+mod uploads;

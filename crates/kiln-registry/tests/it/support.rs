@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_oci::Algorithm;
+use kiln_registry::storage::UploadLimits;
 use kiln_registry::{FsStorage, RegistryConfig};
 use reqwest::{Method, StatusCode};
 
@@ -10,6 +11,8 @@ use reqwest::{Method, StatusCode};
 pub struct Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
+    /// The storage the server runs on (run GC or fsck through it while the server runs).
+    pub storage: FsStorage,
     pub client: reqwest::Client,
     authorization: Option<String>,
     _dir: Option<tempfile::TempDir>,
@@ -37,8 +40,22 @@ impl Server {
     }
 
     pub async fn start_with(root: &Path, config: RegistryConfig) -> Server {
-        let storage = FsStorage::open(root).unwrap();
-        let app = kiln_registry::router(Arc::new(storage), config);
+        Server::start_on(FsStorage::open(root).unwrap(), config).await
+    }
+
+    /// A registry on a temporary root opened with these upload session limits.
+    pub async fn start_limits(limits: UploadLimits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::open_with(dir.path(), limits).unwrap();
+        let mut server = Server::start_on(storage, RegistryConfig::default()).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A registry serving `storage`.
+    pub async fn start_on(storage: FsStorage, config: RegistryConfig) -> Server {
+        let root = storage.root().to_owned();
+        let app = kiln_registry::router(Arc::new(storage.clone()), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -51,7 +68,8 @@ impl Server {
         });
         Server {
             addr,
-            root: root.to_owned(),
+            root,
+            storage,
             client: http_client(),
             authorization: None,
             _dir: None,
@@ -76,6 +94,7 @@ impl Server {
         Server {
             addr: self.addr,
             root: self.root.clone(),
+            storage: self.storage.clone(),
             client: self.client.clone(),
             authorization: Some(authorization.to_owned()),
             _dir: None,

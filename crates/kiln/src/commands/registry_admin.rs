@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use kiln_registry::FsStorage;
 use kiln_registry::storage::{GcOptions, GcReport, TagExpiry};
+use kiln_registry::{FsStorage, StorageError};
 
 use crate::cli::{RegistryCommand, RegistryFsckArgs, RegistryGcArgs};
 
@@ -55,7 +55,17 @@ fn open(root: &std::path::Path) -> Result<FsStorage> {
 
 fn gc(args: &RegistryGcArgs) -> Result<()> {
     let options = gc_options(args.grace.as_deref(), &args.expire_tags, args.dry_run)?;
-    let report = open(&args.root)?.gc(&options)?;
+    let storage = open(&args.root)?;
+    // A server on this root writes what this process cannot order against its sweep: refuse.
+    let _lock = match storage.lock_root() {
+        Ok(lock) => lock,
+        Err(e @ StorageError::RootLocked { .. }) => bail!(
+            "{e}: stop that kiln serve first, or let it collect garbage while it serves \
+             (kiln serve --gc-interval)"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot lock {}", args.root.display())),
+    };
+    let report = storage.gc(&options)?;
     if args.json {
         let text = serde_json::to_string_pretty(&report)?;
         crate::output::stdout(|w| writeln!(w, "{text}"))?;

@@ -31,8 +31,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     }
     let settings = config::Settings::load(args)?;
     crate::output::init_serve_logging(settings.json_log);
-    let storage = FsStorage::open(&settings.root)
+    let storage = FsStorage::open_with(&settings.root, settings.uploads)
         .with_context(|| format!("cannot open registry root {}", settings.root.display()))?;
+    // Held while serving: `kiln registry gc` refuses to run beside this server (its sweep could not be
+    // ordered against this process's writes), and so does a second server.
+    let _root_lock = storage
+        .lock_root()
+        .with_context(|| format!("cannot serve {}", settings.root.display()))?;
     let mut registry = settings.registry.clone();
     let mut pulling = None;
     if let Some(options) = settings.pull_through.clone() {
@@ -97,6 +102,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         if let Some(pulling) = &pulling {
             eprintln!("kiln serve: {pulling}");
         }
+        tokio::spawn(expire_uploads(gc_storage.clone(), settings.uploads.idle_timeout));
         if let Some((every, options)) = settings.gc.clone() {
             tokio::spawn(collect_garbage(gc_storage, every, options));
         }
@@ -144,6 +150,30 @@ async fn collect_garbage(
             Ok(Ok(r)) => eprintln!("kiln serve: gc removed {}", super::registry_admin::gc_counts(&r)),
             Ok(Err(e)) => eprintln!("kiln serve: gc failed: {e}"),
             Err(e) => eprintln!("kiln serve: gc task failed: {e}"),
+        }
+    }
+}
+
+/// Removes upload sessions idle past `timeout`, every minute (or a quarter of `timeout` when shorter),
+/// whether or not GC runs. Requests meeting an expired session answer 404 on their own; this frees the
+/// disk of sessions nobody comes back to.
+async fn expire_uploads(storage: FsStorage, timeout: std::time::Duration) {
+    let every = (timeout / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let s = storage.clone();
+        match tokio::task::spawn_blocking(move || s.expire_uploads()).await {
+            Ok(Ok(expired)) if expired.is_empty() => {}
+            Ok(Ok(expired)) => eprintln!(
+                "kiln serve: expired {} upload sessions idle for {timeout:?}",
+                expired.len()
+            ),
+            Ok(Err(e)) => eprintln!("kiln serve: upload expiry failed: {e}"),
+            Err(e) => eprintln!("kiln serve: upload expiry task failed: {e}"),
         }
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use kiln_client::auth::Credentials;
 use kiln_registry::auth::{AccessRule, Auth, AuthMode, Htpasswd, TokenKey};
 use kiln_registry::pull_through::{PullThroughOptions, UpstreamSpec, parse_upstream_url};
+use kiln_registry::storage::UploadLimits;
 use serde::Deserialize;
 
 use crate::cli::{AuthModeArg, LogFormatArg, ServeArgs};
@@ -30,7 +31,18 @@ pub struct FileConfig {
     #[serde(default)]
     pub gc: GcSection,
     #[serde(default)]
+    pub uploads: UploadsSection,
+    #[serde(default)]
     pub pull_through: PullThroughSection,
+}
+
+/// `[uploads]`: caps and expiry of upload sessions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UploadsSection {
+    pub per_repository: Option<usize>,
+    pub per_client: Option<usize>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `[pull-through]`: a buildset registry's upstreams.
@@ -166,6 +178,10 @@ impl FileConfig {
         if !args.expire_tags.is_empty() {
             gc.expire_tags = Some(args.expire_tags.clone());
         }
+        let uploads = &mut self.uploads;
+        uploads.per_repository = args.uploads_per_repository.or(uploads.per_repository);
+        uploads.per_client = args.uploads_per_client.or(uploads.per_client);
+        uploads.idle_timeout = args.uploads_idle_timeout.clone().or(uploads.idle_timeout.take());
         let pt = &mut self.pull_through;
         pt.upstream = args.upstream.clone().or(pt.upstream.take());
         if !args.speculative_build.is_empty() {
@@ -200,6 +216,8 @@ pub struct Settings {
     pub tls: Tls,
     /// Online GC: how often, and how.
     pub gc: Option<(Duration, kiln_registry::storage::GcOptions)>,
+    /// Caps and expiry of upload sessions.
+    pub uploads: UploadLimits,
     /// Access log as JSON lines (else text).
     pub json_log: bool,
     /// A buildset registry's upstreams (`None`: none). The spool folder is set when serving.
@@ -394,10 +412,29 @@ impl Settings {
             auth,
             tls,
             gc,
+            uploads: upload_limits(file.uploads)?,
             json_log: file.log_format == Some(LogFormatArg::Json),
             pull_through,
         })
     }
+}
+
+/// `[uploads]`, checked; unset keys keep [`UploadLimits::default`].
+fn upload_limits(u: UploadsSection) -> Result<UploadLimits> {
+    let default = UploadLimits::default();
+    let idle_timeout = match u.idle_timeout.as_deref() {
+        None => default.idle_timeout,
+        Some(text) => match kiln_tree::parse_duration(text) {
+            Ok(0) => bail!("uploads idle-timeout `{text}`: must be at least 1s"),
+            Ok(secs) => Duration::from_secs(secs),
+            Err(e) => bail!("uploads idle-timeout: {e}"),
+        },
+    };
+    Ok(UploadLimits {
+        per_repository: u.per_repository.unwrap_or(default.per_repository),
+        per_client: u.per_client.unwrap_or(default.per_client),
+        idle_timeout,
+    })
 }
 
 /// The host a `--mirror` or `[pull-through] mirrors` entry without a URL pulls from: the registry itself.
@@ -612,6 +649,25 @@ mod tests {
             (Duration::from_secs(600), Duration::from_secs(300))
         );
         assert!(settings("root = \"/r\"", &["--expire-tags", "change_*"]).is_err());
+    }
+
+    #[test]
+    fn upload_limits_from_the_file_and_the_flags() {
+        let s = settings("root = \"/r\"", &[]).unwrap();
+        assert_eq!(s.uploads, UploadLimits::default());
+        let text = "root = \"/r\"\n[uploads]\nper-repository = 10\nper-client = 2\nidle-timeout = \"5m\"\n";
+        let s = settings(text, &["--uploads-per-client", "0"]).unwrap();
+        assert_eq!(
+            s.uploads,
+            UploadLimits {
+                per_repository: 10,
+                per_client: 0,
+                idle_timeout: Duration::from_secs(300),
+            }
+        );
+        let e = settings("root = \"/r\"", &["--uploads-idle-timeout", "0s"]).unwrap_err();
+        assert!(e.to_string().contains("at least 1s"), "{e}");
+        assert!(settings("root = \"/r\"\n[uploads]\nper-repo = 1\n", &[]).is_err());
     }
 
     #[test]
