@@ -133,6 +133,14 @@ pub enum ErrorKind {
     /// Stages depending on each other.
     #[error("circular dependency detected on stage: {0}")]
     CircularDependency(String),
+    /// A size limit of [`crate::Limits`] was exceeded (a hostile or runaway Dockerfile).
+    #[error("{what} exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What grew too large, e.g. "the instruction".
+        what: &'static str,
+        /// The limit in force.
+        limit: usize,
+    },
     /// `COPY --from=$VAR`.
     #[error(
         "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"

@@ -1,7 +1,8 @@
 //! Evaluation: ARG/ENV scoping, word expansion where BuildKit applies it, the stage graph and the
 //! resulting image configuration (BuildKit `dockerfile2llb/convert.go`).
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, ErrorKind};
 use crate::expand::{Lexer, Vars};
@@ -11,6 +12,7 @@ use crate::json::{
     StageRef, Step, StepArgs,
 };
 use crate::lexer::{self, Warning};
+use crate::limits::Limits;
 use crate::mount;
 use crate::stages::{self, RawStage};
 use crate::values;
@@ -37,15 +39,22 @@ pub struct EvalOptions {
     pub predeclare_parent_arg: bool,
     /// A label for error messages, e.g. `images/base/Dockerfile` (never opened).
     pub file_name: Option<String>,
+    /// Size limits of parsing and evaluation (the `MAX_*` constants by default).
+    pub limits: Limits,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const NON_ENV_ARGS: &[&str] = &["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
 const PROXY_ARGS: &[&str] = &["http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"];
 
-/// Parse a Dockerfile into instructions without evaluating it.
+/// Parse a Dockerfile into instructions without evaluating it, within the default [`Limits`].
 pub fn parse(source: &str) -> Result<crate::Dockerfile, Error> {
-    let scanned = lexer::scan(source)?;
+    parse_with(source, &Limits::default())
+}
+
+/// [`parse`] within `limits`.
+pub fn parse_with(source: &str, limits: &Limits) -> Result<crate::Dockerfile, Error> {
+    let scanned = lexer::scan(source, limits)?;
     let instructions = scanned
         .lines
         .iter()
@@ -74,6 +83,8 @@ struct Evaluator<'o> {
     lex: Lexer,
     escape: char,
     warnings: Vec<Warning>,
+    /// Bytes produced so far, against [`Limits::evaluation_bytes`].
+    spent: Cell<usize>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,6 +92,39 @@ struct State {
     vars: Vars,
     config: ImageConfig,
     cmd_set: bool,
+    /// Position of each key in `config.env`.
+    env_index: HashMap<String, usize>,
+}
+
+impl State {
+    /// Sets `key=value` in the image's environment, keeping an existing entry's position.
+    fn set_env(&mut self, key: &str, value: &str) {
+        let entry = format!("{key}={value}");
+        match self.env_index.get(key).and_then(|&i| self.config.env.get_mut(i)) {
+            Some(e) => *e = entry,
+            None => {
+                self.env_index.insert(key.to_owned(), self.config.env.len());
+                self.config.env.push(entry);
+            }
+        }
+    }
+
+    fn index_env(&mut self) {
+        self.env_index = self
+            .config
+            .env
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (env_key(e).to_owned(), i))
+            .collect();
+    }
+
+    /// Bytes of the stage's variables and configuration, as copied into a stage built on it.
+    fn byte_len(&self) -> usize {
+        let env: usize = self.config.env.iter().map(String::len).sum();
+        let labels: usize = self.config.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.vars.byte_len() + env + labels
+    }
 }
 
 fn err(kind: ErrorKind, loc: Location, text: &str) -> Error {
@@ -97,14 +141,6 @@ fn platform_parts(p: &str) -> (String, String, String) {
 
 fn env_key(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(k, _)| k)
-}
-
-fn add_env(env: &mut Vec<String>, key: &str, value: &str) {
-    let entry = format!("{key}={value}");
-    match env.iter_mut().find(|e| env_key(e) == key) {
-        Some(e) => *e = entry,
-        None => env.push(entry),
-    }
 }
 
 fn with_shell(config: &ImageConfig, cmd: &str) -> Vec<String> {
@@ -132,25 +168,65 @@ impl<'o> Evaluator<'o> {
                 .entry("DOCKER_IMAGE_PARENT".to_string())
                 .or_insert_with(|| parent.clone());
         }
+        let limits = &opts.limits;
         Self {
             opts,
             build_args,
-            lex: Lexer::new('\\'),
+            lex: Lexer::with_limits('\\', limits.value_bytes, limits.pattern_steps),
             escape: '\\',
             warnings: Vec::new(),
+            spent: Cell::new(0),
         }
     }
 
+    /// Counts `bytes` produced by the evaluation of the instruction at `loc`.
+    fn charge(&self, bytes: usize, loc: Location, text: &str) -> Result<(), Error> {
+        let spent = self.spent.get().saturating_add(bytes);
+        self.spent.set(spent);
+        let limit = self.opts.limits.evaluation_bytes;
+        if spent > limit {
+            return Err(err(
+                ErrorKind::TooLarge {
+                    what: "what the evaluation produces (expanded words, RUN environments, inherited stages)",
+                    limit,
+                },
+                loc,
+                text,
+            ));
+        }
+        Ok(())
+    }
+
+    /// An error when the variables of a stage have grown past [`Limits::env_bytes`].
+    fn check_vars(&self, vars: &Vars, loc: Location, text: &str) -> Result<(), Error> {
+        let limit = self.opts.limits.env_bytes;
+        if vars.byte_len() > limit {
+            return Err(err(
+                ErrorKind::TooLarge {
+                    what: "the variables (ARG and ENV) of the stage",
+                    limit,
+                },
+                loc,
+                text,
+            ));
+        }
+        Ok(())
+    }
+
     fn expand(&self, word: &str, vars: &Vars, loc: Location, text: &str) -> Result<String, Error> {
-        self.lex
+        let value = self
+            .lex
             .process_word(word, vars)
-            .map_err(|e| err(ErrorKind::Expansion(e), loc, text))
+            .map_err(|e| err(ErrorKind::Expansion(e), loc, text))?;
+        self.charge(value.len(), loc, text)?;
+        Ok(value)
     }
 
     fn run(mut self, source: &str) -> Result<BuildDescription, Error> {
-        let df = parse(source)?;
+        let df = parse_with(source, &self.opts.limits)?;
         self.escape = df.escape.chars().next().unwrap_or('\\');
-        self.lex = Lexer::new(self.escape);
+        let limits = &self.opts.limits;
+        self.lex = Lexer::with_limits(self.escape, limits.value_bytes, limits.pattern_steps);
         self.warnings = df.warnings.clone();
         let (globals, raw_stages) = stages::split(df.instructions)?;
 
@@ -377,6 +453,7 @@ impl<'o> Evaluator<'o> {
                 };
                 if let Some(v) = value {
                     vars.set(&a.name, &v);
+                    self.check_vars(&vars, g.location, &g.source)?;
                 }
             }
         }
@@ -461,14 +538,19 @@ impl<'o> Evaluator<'o> {
                 State {
                     vars,
                     config,
-                    cmd_set: false,
+                    ..State::default()
                 }
             }
         };
-        if !state.config.env.iter().any(|e| env_key(e) == "PATH") {
-            state.config.env.push(format!("PATH={DEFAULT_PATH}"));
+        state.index_env();
+        if !state.env_index.contains_key("PATH") {
+            state.set_env("PATH", DEFAULT_PATH);
             state.vars.set("PATH", DEFAULT_PATH);
         }
+        // Every stage copies its base's state, and replays its ONBUILD triggers.
+        let triggers_len: usize = triggers.iter().map(String::len).sum();
+        self.charge(state.byte_len() + triggers_len, loc, &st.from.source)?;
+        self.check_vars(&state.vars, loc, &st.from.source)?;
 
         let mut commands: Vec<(Instruction, bool)> = Vec::new();
         for t in &triggers {
@@ -531,11 +613,12 @@ impl<'o> Evaluator<'o> {
                 for p in &out {
                     if matches!(ins.kind, InstructionKind::Env { .. }) {
                         state.vars.set(&p.key, &p.value);
-                        add_env(&mut state.config.env, &p.key, &p.value);
+                        state.set_env(&p.key, &p.value);
                     } else {
                         state.config.labels.insert(p.key.clone(), p.value.clone());
                     }
                 }
+                self.check_vars(&state.vars, loc, text)?;
                 StepArgs::Pairs { pairs: out }
             }
             InstructionKind::Arg { args } => {
@@ -552,6 +635,7 @@ impl<'o> Evaluator<'o> {
                         && !NON_ENV_ARGS.contains(&a.name.as_str())
                     {
                         state.vars.set(&a.name, v);
+                        self.check_vars(&state.vars, loc, text)?;
                     }
                     out.push(ArgValue {
                         name: a.name.clone(),
@@ -611,8 +695,11 @@ impl<'o> Evaluator<'o> {
                     .iter()
                     .map(|s| x(s, &state.vars))
                     .collect::<Result<Vec<_>, _>>()?;
-                let mut raw = Lexer::new('\\');
+                // Heredoc bodies expand with a backslash escape, quotes kept, up to the heredoc limit.
+                let mut raw = self.lex.clone();
+                raw.escape = '\\';
                 raw.skip_process_quotes = true;
+                raw.max_len = self.opts.limits.heredoc_bytes;
                 let mut docs = Vec::new();
                 for h in &spec.heredocs {
                     let body = h.body();
@@ -622,6 +709,7 @@ impl<'o> Evaluator<'o> {
                     } else {
                         body
                     };
+                    self.charge(content.len(), loc, text)?;
                     docs.push(HeredocFile {
                         name: h.name.clone(),
                         content,
@@ -661,6 +749,7 @@ impl<'o> Evaluator<'o> {
                         .lex
                         .process_words(p, &state.vars)
                         .map_err(|e| err(ErrorKind::Expansion(e), loc, text))?;
+                    self.charge(words.iter().map(String::len).sum(), loc, text)?;
                     for w in words {
                         out.extend(
                             values::parse_ports(&w).map_err(|e| err(ErrorKind::InvalidPort(e), loc, &w))?,
@@ -779,6 +868,11 @@ impl<'o> Evaluator<'o> {
         form: &mut Option<Form>,
     ) -> Result<StepArgs, Error> {
         let loc = ins.location;
+        let heredoc_bytes: usize = heredocs.iter().map(|h| h.content.len()).sum();
+        let env_bytes = state.vars.byte_len() + state.vars.entries().len();
+        // The step holds its own copy of the environment and of its heredocs (twice when appended
+        // to the script).
+        self.charge(env_bytes + 2 * heredoc_bytes, loc, &ins.source)?;
         let files: Vec<HeredocFile> = heredocs
             .iter()
             .map(|h| HeredocFile {
@@ -824,7 +918,12 @@ impl<'o> Evaluator<'o> {
         };
         let mut mounts = Vec::new();
         let mut mount_sources = Vec::new();
-        let expander = |w: &str| self.lex.process_word(w, &state.vars);
+        let expander = |w: &str| {
+            let value = self.lex.process_word(w, &state.vars)?;
+            self.charge(value.len(), loc, &ins.source)
+                .map_err(|e| e.kind.to_string())?;
+            Ok(value)
+        };
         for m in ins.flags.list("mount") {
             let parsed = mount::parse_mount(m, Some(&expander))
                 .map_err(|e| err(ErrorKind::InvalidMount(e), loc, m))?;

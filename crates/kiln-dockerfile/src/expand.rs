@@ -4,12 +4,21 @@
 //! `${VAR#p}`, `${VAR##p}`, `${VAR%p}`, `${VAR%%p}`, `${VAR/p/r}`, `${VAR//p/r}`, single and double
 //! quotes, and the escape character (backslash or backtick).
 
-use crate::glob::Pattern;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::glob::{Budget, Pattern};
+use crate::limits::{MAX_PATTERN_STEPS, MAX_VALUE_BYTES};
 
 /// Variables visible to an expansion, in declaration order; later `set` replaces earlier values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Vars {
     entries: Vec<(String, String)>,
+    /// Position of each key in `entries`: `get` and `set` stay O(1) with many variables.
+    index: HashMap<String, usize>,
+    /// Bytes of all keys and values.
+    bytes: usize,
 }
 
 impl Vars {
@@ -20,23 +29,43 @@ impl Vars {
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        let i = *self.index.get(key)?;
+        self.entries.get(i).map(|(_, v)| v.as_str())
     }
 
     /// Set `key` to `value`, keeping the position of an existing entry.
     pub fn set(&mut self, key: &str, value: &str) {
-        match self.entries.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = value.to_string(),
-            None => self.entries.push((key.to_string(), value.to_string())),
+        match self.index.get(key).and_then(|&i| self.entries.get_mut(i)) {
+            Some(entry) => {
+                self.bytes = self.bytes - entry.1.len() + value.len();
+                entry.1 = value.to_string();
+            }
+            None => {
+                self.bytes += key.len() + value.len();
+                self.index.insert(key.to_string(), self.entries.len());
+                self.entries.push((key.to_string(), value.to_string()));
+            }
         }
     }
 
     /// Remove `key`.
     pub fn remove(&mut self, key: &str) {
+        if self.index.remove(key).is_none() {
+            return;
+        }
         self.entries.retain(|(k, _)| k != key);
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
+        self.bytes = self.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+    }
+
+    /// Bytes of all names and values.
+    pub fn byte_len(&self) -> usize {
+        self.bytes
     }
 
     /// All entries in order.
@@ -46,7 +75,7 @@ impl Vars {
 }
 
 /// How a word is processed; mirrors the switches of BuildKit's `shell.Lex`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Lexer {
     pub escape: char,
     /// Keep quote characters in the result.
@@ -57,16 +86,30 @@ pub(crate) struct Lexer {
     pub skip_unset: bool,
     /// Treat quotes as ordinary characters (used for heredoc bodies).
     pub skip_process_quotes: bool,
+    /// The longest result of one word, in bytes.
+    pub max_len: usize,
+    /// Pattern-matching steps left, shared by every lexer cloned from this one (one evaluation).
+    steps: Rc<Cell<u64>>,
+    max_steps: u64,
 }
 
 impl Lexer {
     pub(crate) fn new(escape: char) -> Self {
+        Self::with_limits(escape, MAX_VALUE_BYTES, MAX_PATTERN_STEPS)
+    }
+
+    /// A lexer whose words may expand to `max_len` bytes, all of its (and its clones') pattern
+    /// matching taking at most `steps` steps.
+    pub(crate) fn with_limits(escape: char, max_len: usize, steps: u64) -> Self {
         Self {
             escape,
             raw_quotes: false,
             raw_escapes: false,
             skip_unset: false,
             skip_process_quotes: false,
+            max_len,
+            steps: Rc::new(Cell::new(steps)),
+            max_steps: steps,
         }
     }
 
@@ -83,22 +126,30 @@ impl Lexer {
     fn run(&self, word: &str, env: &Vars) -> Result<(String, Vec<String>), String> {
         let chars: Vec<char> = word.chars().collect();
         let mut sw = ShellWord {
-            lex: *self,
+            lex: self,
             env,
             chars,
             pos: 0,
             depth: 0,
+            budget: Budget {
+                steps: self.steps.get(),
+                max_steps: self.max_steps,
+                max_len: self.max_len,
+            },
         };
-        sw.process_stop_on(None)
+        let result = sw.process_stop_on(None);
+        self.steps.set(sw.budget.steps);
+        result
     }
 }
 
 struct ShellWord<'a> {
-    lex: Lexer,
+    lex: &'a Lexer,
     env: &'a Vars,
     chars: Vec<char>,
     pos: usize,
     depth: usize,
+    budget: Budget,
 }
 
 #[derive(Default)]
@@ -171,6 +222,7 @@ impl ShellWord<'_> {
                     _ => self.process_double_quote()?,
                 };
                 result.push_str(&tmp);
+                self.budget.fits(result.len())?;
                 if ch == '$' {
                     words.add_string(&tmp);
                 } else {
@@ -254,6 +306,7 @@ impl ShellWord<'_> {
                 '$' => {
                     let v = self.process_dollar()?;
                     result.push_str(&v);
+                    self.budget.fits(result.len())?;
                 }
                 _ => {
                     self.next();
@@ -381,11 +434,11 @@ impl ShellWord<'_> {
                     return Ok(String::new());
                 };
                 let pattern = Pattern::parse(&word, self.lex.escape);
-                Ok(if ch == '#' {
-                    pattern.trim_prefix(&v, greedy)
+                if ch == '#' {
+                    pattern.trim_prefix(&v, greedy, &mut self.budget)
                 } else {
-                    pattern.trim_suffix(&v, greedy)
-                })
+                    pattern.trim_suffix(&v, greedy, &mut self.budget)
+                }
             }
             '/' => {
                 let all = self.peek() == Some('/');
@@ -401,7 +454,7 @@ impl ShellWord<'_> {
                     }
                     return Ok(String::new());
                 };
-                Ok(Pattern::parse(&pat, self.lex.escape).replace(&v, &replacement, all))
+                Pattern::parse(&pat, self.lex.escape).replace(&v, &replacement, all, &mut self.budget)
             }
             other => Err(format!("unsupported modifier ({other}) in substitution")),
         }

@@ -47,12 +47,24 @@ impl Pattern {
         Self { tokens }
     }
 
+    /// The characters of a pattern without wildcards.
+    fn literal(&self) -> Option<Vec<char>> {
+        self.tokens
+            .iter()
+            .map(|t| match t {
+                Token::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether the whole of `text` matches.
-    pub(crate) fn matches(&self, text: &[char]) -> bool {
+    pub(crate) fn matches(&self, text: &[char], budget: &mut Budget) -> Result<bool, String> {
         // Iterative matcher with single-star backtracking: O(len(text) * len(pattern)).
         let (mut t, mut p) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
         while t < text.len() {
+            budget.step()?;
             match self.tokens.get(p) {
                 Some(Token::Star) => {
                     star = Some((p, t));
@@ -72,54 +84,97 @@ impl Pattern {
                     t = st + 1;
                     star = Some((sp, st + 1));
                 }
-                None => return false,
+                None => return Ok(false),
             }
         }
-        self.tokens
+        Ok(self
+            .tokens
             .get(p..)
-            .is_some_and(|rest| rest.iter().all(|t| *t == Token::Star))
+            .is_some_and(|rest| rest.iter().all(|t| *t == Token::Star)))
     }
 
-    pub(crate) fn trim_prefix(&self, value: &str, greedy: bool) -> String {
+    pub(crate) fn trim_prefix(
+        &self,
+        value: &str,
+        greedy: bool,
+        budget: &mut Budget,
+    ) -> Result<String, String> {
         let chars: Vec<char> = value.chars().collect();
+        if let Some(lit) = self.literal() {
+            return Ok(match chars.strip_prefix(lit.as_slice()) {
+                Some(rest) => rest.iter().collect(),
+                None => value.to_string(),
+            });
+        }
         let mut ends: Vec<usize> = (0..=chars.len()).collect();
         if greedy {
             ends.reverse();
         }
         for end in ends {
-            if chars.get(..end).is_some_and(|pre| self.matches(pre)) {
-                return chars.get(end..).map(|r| r.iter().collect()).unwrap_or_default();
+            if self.matches(chars.get(..end).unwrap_or_default(), budget)? {
+                return Ok(chars.get(end..).map(|r| r.iter().collect()).unwrap_or_default());
             }
         }
-        value.to_string()
+        Ok(value.to_string())
     }
 
-    pub(crate) fn trim_suffix(&self, value: &str, greedy: bool) -> String {
+    pub(crate) fn trim_suffix(
+        &self,
+        value: &str,
+        greedy: bool,
+        budget: &mut Budget,
+    ) -> Result<String, String> {
         let chars: Vec<char> = value.chars().collect();
+        if let Some(lit) = self.literal() {
+            return Ok(match chars.strip_suffix(lit.as_slice()) {
+                Some(rest) => rest.iter().collect(),
+                None => value.to_string(),
+            });
+        }
         let mut starts: Vec<usize> = (0..=chars.len()).collect();
         if !greedy {
             starts.reverse();
         }
         for start in starts {
-            if chars.get(start..).is_some_and(|suf| self.matches(suf)) {
-                return chars.get(..start).map(|r| r.iter().collect()).unwrap_or_default();
+            if self.matches(chars.get(start..).unwrap_or_default(), budget)? {
+                return Ok(chars.get(..start).map(|r| r.iter().collect()).unwrap_or_default());
             }
         }
-        value.to_string()
+        Ok(value.to_string())
     }
 
-    pub(crate) fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
+    /// `${V/p/r}` (`all`: `${V//p/r}`): the longest match at each position is replaced.
+    pub(crate) fn replace(
+        &self,
+        value: &str,
+        replacement: &str,
+        all: bool,
+        budget: &mut Budget,
+    ) -> Result<String, String> {
         let chars: Vec<char> = value.chars().collect();
+        let literal = self.literal().filter(|l| !l.is_empty());
         let mut out = String::new();
         let mut i = 0;
         let mut replaced = false;
         while i <= chars.len() {
+            budget.fits(out.len())?;
             let found = if replaced && !all {
                 None
+            } else if let Some(lit) = &literal {
+                budget.step()?;
+                chars
+                    .get(i..)
+                    .is_some_and(|rest| rest.starts_with(lit))
+                    .then_some(i + lit.len())
             } else {
-                (i..=chars.len())
-                    .rev()
-                    .find(|&end| chars.get(i..end).is_some_and(|s| self.matches(s)))
+                let mut found = None;
+                for end in (i..=chars.len()).rev() {
+                    if self.matches(chars.get(i..end).unwrap_or_default(), budget)? {
+                        found = Some(end);
+                        break;
+                    }
+                }
+                found
             };
             match found {
                 Some(end) if end > i || !self.tokens.is_empty() => {
@@ -142,7 +197,45 @@ impl Pattern {
                 }
             }
         }
-        out
+        budget.fits(out.len())?;
+        Ok(out)
+    }
+}
+
+/// What one expansion may still spend: matcher steps, and the size of what it builds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Steps left.
+    pub steps: u64,
+    /// Steps at the start of the evaluation, for messages.
+    pub max_steps: u64,
+    /// The longest result, in bytes.
+    pub max_len: usize,
+}
+
+impl Budget {
+    fn step(&mut self) -> Result<(), String> {
+        match self.steps.checked_sub(1) {
+            Some(left) => {
+                self.steps = left;
+                Ok(())
+            }
+            None => Err(format!(
+                "shell pattern matching takes too long (more than {} steps)",
+                self.max_steps
+            )),
+        }
+    }
+
+    /// An error when a result of `len` bytes is over the limit.
+    pub(crate) fn fits(&self, len: usize) -> Result<(), String> {
+        if len > self.max_len {
+            return Err(format!(
+                "the expanded value exceeds the limit of {} bytes",
+                self.max_len
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -190,8 +283,18 @@ fn parse_class(chars: &[char], mut i: usize) -> Option<(Token, usize)> {
 mod tests {
     use super::*;
 
+    fn budget() -> Budget {
+        Budget {
+            steps: 1_000,
+            max_steps: 1_000,
+            max_len: 64,
+        }
+    }
+
     fn m(p: &str, t: &str) -> bool {
-        Pattern::parse(p, '\\').matches(&t.chars().collect::<Vec<_>>())
+        Pattern::parse(p, '\\')
+            .matches(&t.chars().collect::<Vec<_>>(), &mut budget())
+            .unwrap()
     }
 
     #[test]
@@ -205,5 +308,20 @@ mod tests {
         assert!(m("\\*", "*"));
         assert!(!m("\\*", "a"));
         assert!(m("[", "["));
+    }
+
+    #[test]
+    fn matching_is_bounded_in_steps_and_size() {
+        let text = "a".repeat(200);
+        let star = Pattern::parse("*b", '\\');
+        let err = star.trim_prefix(&text, true, &mut budget()).unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        // Literal patterns take the direct way, whatever the value's length.
+        let lit = Pattern::parse("a", '\\');
+        assert_eq!(lit.trim_prefix(&text, true, &mut budget()).unwrap().len(), 199);
+        let err = lit.replace(&text, "bb", true, &mut budget()).unwrap_err();
+        assert!(err.contains("exceeds the limit of 64 bytes"), "{err}");
+        assert_eq!(lit.replace("aXa", "b", true, &mut budget()).unwrap(), "bXb");
+        assert_eq!(lit.replace("aXa", "b", false, &mut budget()).unwrap(), "bXa");
     }
 }

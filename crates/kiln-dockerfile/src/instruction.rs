@@ -692,7 +692,7 @@ mod tests {
     use crate::lexer::scan;
 
     fn one(src: &str) -> Result<Instruction, Error> {
-        let s = scan(src)?;
+        let s = scan(src, &crate::Limits::default())?;
         parse_line(&s.lines[0], s.escape)
     }
 

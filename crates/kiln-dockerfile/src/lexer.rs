@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::heredoc::{self, Heredoc};
+use crate::limits::Limits;
 use crate::words::{extract_flags, is_space};
 
 /// The parser directives found at the top of the file.
@@ -136,21 +137,46 @@ fn can_contain_heredoc(text: &str) -> bool {
     !crate::instruction::is_json_array(args.trim_matches(is_space))
 }
 
-pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
+/// Physical lines, read as they are needed (never all held at once), counted.
+struct PhysLines<'a> {
+    lines: std::str::SplitInclusive<'a, char>,
+    /// 1-based number of the last line returned.
+    line: usize,
+}
+
+impl<'a> PhysLines<'a> {
+    fn next_line(&mut self) -> Option<&'a str> {
+        let raw = self.lines.next()?;
+        self.line += 1;
+        Some(raw)
+    }
+}
+
+fn too_large(what: &'static str, limit: usize, line: usize) -> Error {
+    Error::new(ErrorKind::TooLarge { what, limit }, line, 1, "")
+}
+
+pub(crate) fn scan(source: &str, limits: &Limits) -> Result<Scanned, Error> {
     if source.is_empty() {
         return Err(Error::new(ErrorKind::Empty, 1, 1, ""));
     }
+    if source.len() > limits.file_bytes {
+        return Err(too_large("the Dockerfile", limits.file_bytes, 1));
+    }
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
-    let phys: Vec<&str> = source.split_inclusive('\n').collect();
 
     let mut directives = Directives::default();
-    for (i, raw) in phys.iter().enumerate() {
+    let mut escape_line = 1;
+    for (i, raw) in source.split_inclusive('\n').enumerate() {
         let Some((name, value)) = directive(strip_newline(raw)) else {
             break;
         };
         let slot = match name.as_str() {
             "syntax" => &mut directives.syntax,
-            "escape" => &mut directives.escape,
+            "escape" => {
+                escape_line = i + 1;
+                &mut directives.escape
+            }
             _ => &mut directives.check,
         };
         if slot.is_some() {
@@ -167,13 +193,9 @@ pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
         None | Some("\\") => '\\',
         Some("`") => '`',
         Some(other) => {
-            let line = phys
-                .iter()
-                .position(|l| directive(strip_newline(l)).is_some_and(|d| d.0 == "escape"));
-            let n = line.map_or(1, |l| l + 1);
             return Err(Error::new(
                 ErrorKind::InvalidEscape(other.to_string()),
-                n,
+                escape_line,
                 1,
                 other,
             ));
@@ -182,20 +204,25 @@ pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
 
     let mut lines = Vec::new();
     let mut warnings = Vec::new();
-    let mut i = 0;
-    while let Some(raw) = phys.get(i) {
-        let line_no = i + 1;
-        i += 1;
+    let mut phys = PhysLines {
+        lines: source.split_inclusive('\n'),
+        line: 0,
+    };
+    while let Some(raw) = phys.next_line() {
+        let line_no = phys.line;
         let text = strip_newline(raw);
         if is_comment(text) {
             continue;
         }
         let stripped = text.trim_start_matches(is_space);
-        let lead = text.chars().count() - stripped.chars().count();
         let (content, mut eol) = trim_continuation(stripped, escape);
         if eol && content.is_empty() {
             continue;
         }
+        if content.len() > limits.line_bytes {
+            return Err(too_large("the instruction", limits.line_bytes, line_no));
+        }
+        let lead = text.chars().count() - stripped.chars().count();
         let mut logical = LogicalLine {
             text: content.to_string(),
             start_line: line_no,
@@ -209,9 +236,8 @@ pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
         };
         let mut empty_continuation = false;
         while !eol {
-            let Some(raw) = phys.get(i) else { break };
-            i += 1;
-            logical.end_line = i;
+            let Some(raw) = phys.next_line() else { break };
+            logical.end_line = phys.line;
             let text = strip_newline(raw);
             if is_comment(text) {
                 continue;
@@ -222,9 +248,16 @@ pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
             }
             let (c, e) = trim_continuation(text, escape);
             eol = e;
+            if logical.text.len() + c.len() > limits.line_bytes {
+                return Err(too_large(
+                    "the instruction (its continuation lines joined)",
+                    limits.line_bytes,
+                    line_no,
+                ));
+            }
             logical.segments.push(Segment {
                 offset: logical.text.len(),
-                line: i,
+                line: phys.line,
                 col_base: 0,
             });
             logical.text.push_str(c);
@@ -243,20 +276,22 @@ pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
             })?;
             for mut h in markers {
                 let mut terminated = false;
-                while let Some(raw) = phys.get(i) {
-                    i += 1;
-                    logical.end_line = i;
+                while let Some(raw) = phys.next_line() {
                     let t = strip_newline(raw);
                     let candidate = if h.chomp { t.trim_start_matches('\t') } else { t };
                     if candidate == h.name {
                         terminated = true;
                         break;
                     }
+                    if h.content.len() + raw.len() + 1 > limits.heredoc_bytes {
+                        return Err(too_large("the heredoc body", limits.heredoc_bytes, line_no));
+                    }
                     h.content.push_str(raw);
                     if !raw.ends_with('\n') {
                         h.content.push('\n');
                     }
                 }
+                logical.end_line = phys.line;
                 if !terminated {
                     let (l, c) = logical.position(0);
                     return Err(Error::new(
@@ -272,7 +307,7 @@ pub(crate) fn scan(source: &str) -> Result<Scanned, Error> {
         lines.push(logical);
     }
     if lines.is_empty() {
-        return Err(Error::new(ErrorKind::NoInstructions, phys.len().max(1), 1, ""));
+        return Err(Error::new(ErrorKind::NoInstructions, phys.line.max(1), 1, ""));
     }
     Ok(Scanned {
         directives,
@@ -288,7 +323,11 @@ mod tests {
 
     #[test]
     fn continuation_comments_and_blank_lines() {
-        let s = scan("FROM a\nRUN echo \\\n# comment\n\n  hi \\\n  there\n").unwrap();
+        let s = scan(
+            "FROM a\nRUN echo \\\n# comment\n\n  hi \\\n  there\n",
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(s.lines.len(), 2);
         assert_eq!(s.lines[1].text, "RUN echo   hi   there");
         assert_eq!((s.lines[1].start_line, s.lines[1].end_line), (2, 6));
@@ -298,43 +337,50 @@ mod tests {
 
     #[test]
     fn directives_only_at_top() {
-        let s = scan("# syntax=docker/dockerfile:1\n# ESCAPE = `\nFROM a\nRUN a `\n b\n").unwrap();
+        let s = scan(
+            "# syntax=docker/dockerfile:1\n# ESCAPE = `\nFROM a\nRUN a `\n b\n",
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(s.escape, '`');
         assert_eq!(s.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
         assert_eq!(s.lines[1].text, "RUN a  b");
-        let s = scan("FROM a\n# escape=`\nRUN a \\\n b\n").unwrap();
+        let s = scan("FROM a\n# escape=`\nRUN a \\\n b\n", &Limits::default()).unwrap();
         assert_eq!(s.escape, '\\');
-        let s = scan("# foo=bar\n# escape=`\nFROM a\n").unwrap();
+        let s = scan("# foo=bar\n# escape=`\nFROM a\n", &Limits::default()).unwrap();
         assert_eq!(s.escape, '\\');
     }
 
     #[test]
     fn directive_errors() {
         assert_eq!(
-            scan("# escape=x\nFROM a").unwrap_err().kind,
+            scan("# escape=x\nFROM a", &Limits::default()).unwrap_err().kind,
             ErrorKind::InvalidEscape("x".into())
         );
-        let e = scan("# syntax=a\n# syntax=b\nFROM a").unwrap_err();
+        let e = scan("# syntax=a\n# syntax=b\nFROM a", &Limits::default()).unwrap_err();
         assert_eq!(
             (e.line, e.kind),
             (2, ErrorKind::DuplicateDirective("syntax".into()))
         );
-        assert_eq!(scan("").unwrap_err().kind, ErrorKind::Empty);
-        assert_eq!(scan("# only\n\n").unwrap_err().kind, ErrorKind::NoInstructions);
+        assert_eq!(scan("", &Limits::default()).unwrap_err().kind, ErrorKind::Empty);
+        assert_eq!(
+            scan("# only\n\n", &Limits::default()).unwrap_err().kind,
+            ErrorKind::NoInstructions
+        );
     }
 
     #[test]
     fn heredocs_read_after_line() {
-        let s = scan("RUN <<A cat - <<-B\nx\nA\n\ty\n\tB\nFROM z\n").unwrap();
+        let s = scan("RUN <<A cat - <<-B\nx\nA\n\ty\n\tB\nFROM z\n", &Limits::default()).unwrap();
         let h = &s.lines[0].heredocs;
         assert_eq!(h.len(), 2);
         assert_eq!(h[0].content, "x\n");
         assert_eq!(h[1].body(), "y\n");
         assert_eq!(s.lines[0].end_line, 5);
         assert_eq!(s.lines[1].text, "FROM z");
-        let e = scan("RUN <<EOF\nnever closed\n").unwrap_err();
+        let e = scan("RUN <<EOF\nnever closed\n", &Limits::default()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnterminatedHeredoc("EOF".into()));
-        let s = scan("RUN [\"<<EOF\"]\nFROM a\n").unwrap();
+        let s = scan("RUN [\"<<EOF\"]\nFROM a\n", &Limits::default()).unwrap();
         assert_eq!(s.lines.len(), 2);
     }
 }

@@ -7,6 +7,7 @@ mod glob;
 mod heredoc;
 mod instruction;
 mod lexer;
+mod limits;
 mod mount;
 mod words;
 
@@ -18,6 +19,10 @@ pub use instruction::{
     ArgDecl, CommandLine, CopySpec, Healthcheck, Instruction, InstructionKind, KeyValue, Location,
 };
 pub use lexer::{Directives, Warning};
+pub use limits::{
+    Limits, MAX_DOCKERFILE_BYTES, MAX_ENV_BYTES, MAX_EVALUATION_BYTES, MAX_HEREDOC_BYTES, MAX_LINE_BYTES,
+    MAX_PATTERN_STEPS, MAX_VALUE_BYTES,
+};
 pub use mount::{Mount, MountType, Sharing};
 
 mod eval;
@@ -25,7 +30,7 @@ mod json;
 mod stages;
 mod values;
 
-pub use eval::{EvalOptions, evaluate, parse};
+pub use eval::{EvalOptions, evaluate, parse, parse_with};
 pub use json::{
     ArgValue, Base, BuildDescription, Form, HealthcheckConfig, HeredocFile, ImageConfig, Pair, Source, Stage,
     StageRef, Step, StepArgs,

@@ -411,7 +411,7 @@ pub fn collect(config: &RepoConfig, image: &ImageDef) -> Result<Context, TreeErr
     };
     collector.walk(&context_dir, "")?;
 
-    let bytes = std::fs::read(&dockerfile_path).map_err(|e| TreeError::io(&dockerfile_path, e))?;
+    let bytes = crate::preprocess::read_dockerfile(&dockerfile_path)?;
     let rel_dockerfile = image.dir.join("Dockerfile");
     let processed = preprocess(&bytes, &image.args).map_err(|source| TreeError::Dockerfile {
         image: image.name.clone(),

@@ -71,6 +71,14 @@ pub enum TreeError {
         /// The folder searched.
         path: PathBuf,
     },
+    /// A Dockerfile over [`kiln_dockerfile::MAX_DOCKERFILE_BYTES`].
+    #[error("{path}: a Dockerfile of more than {limit} bytes is refused")]
+    DockerfileTooLarge {
+        /// The Dockerfile.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
     /// The Dockerfile cannot be preprocessed.
     #[error("image `{image}`: {file}: {source}")]
     Dockerfile {

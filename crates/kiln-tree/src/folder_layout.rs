@@ -73,7 +73,7 @@ fn parent_from_dockerfile(
     rel_dockerfile: &Path,
     known: &BTreeSet<String>,
 ) -> Result<Option<String>, TreeError> {
-    let bytes = std::fs::read(dockerfile).map_err(|e| TreeError::io(dockerfile, e))?;
+    let bytes = crate::preprocess::read_dockerfile(dockerfile)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut parents: Vec<(usize, String)> = from_references(&text)
         .into_iter()

@@ -32,7 +32,7 @@ pub use model::{
     ArgsJson, HashMode, ImageDef, ImageKind, IndexSettings, Layout, RepoConfig,
     TASKGRAPH_IMAGE_BUILDER_IMAGE, TaskgraphCompat,
 };
-pub use preprocess::{IncludeRequest, PreprocessError, Preprocessed, preprocess};
+pub use preprocess::{IncludeRequest, PreprocessError, Preprocessed, preprocess, read_dockerfile};
 pub use repo::{DiscoverOptions, Repo, find_repo_root, find_root};
 pub use stat_cache::StatCache;
 pub use stream::write_tar;

@@ -3,8 +3,29 @@
 //! includes against the filesystem is `context`'s job.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
 
-use crate::error::Warning;
+use kiln_dockerfile::MAX_DOCKERFILE_BYTES;
+
+use crate::error::{TreeError, Warning};
+
+/// Reads the Dockerfile at `path`: one of more than [`MAX_DOCKERFILE_BYTES`] is refused without
+/// reading more than that.
+pub fn read_dockerfile(path: &Path) -> Result<Vec<u8>, TreeError> {
+    let file = std::fs::File::open(path).map_err(|e| TreeError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCKERFILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| TreeError::io(path, e))?;
+    if bytes.len() > MAX_DOCKERFILE_BYTES {
+        return Err(TreeError::DockerfileTooLarge {
+            path: path.to_owned(),
+            limit: MAX_DOCKERFILE_BYTES,
+        });
+    }
+    Ok(bytes)
+}
 
 /// One `# %include` request found in a Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +92,14 @@ pub enum PreprocessError {
         /// The argument name.
         name: String,
     },
+    /// The Dockerfile, or what `# %ARG` substitutions make of it, is over [`MAX_DOCKERFILE_BYTES`].
+    #[error("line {line}: the preprocessed Dockerfile exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// 1-based line at which the limit was passed.
+        line: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// `# %include` with nothing after it.
     #[error("line {line}: `# %include` needs a path")]
     EmptyInclude {
@@ -108,8 +137,9 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
-/// `re.sub(r"\$NAME\b", value, line)` for an identifier `NAME` and a value without backslashes.
-fn substitute(line: &str, name: &str, value: &str) -> String {
+/// `re.sub(r"\$NAME\b", value, line)` for an identifier `NAME` and a value without backslashes;
+/// `None` when the result would pass `max` bytes.
+fn substitute(line: &str, name: &str, value: &str, max: usize) -> Option<String> {
     let needle = format!("${name}");
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
@@ -122,10 +152,13 @@ fn substitute(line: &str, name: &str, value: &str) -> String {
         } else {
             out.push_str(&needle);
         }
+        if out.len() > max {
+            return None;
+        }
         rest = after;
     }
     out.push_str(rest);
-    out
+    (out.len() <= max).then_some(out)
 }
 
 /// Decodes the file as UTF-8 and applies universal newlines (`\r\n` and lone `\r` become `\n`).
@@ -143,6 +176,13 @@ pub fn decode_universal(bytes: &[u8]) -> Result<String, PreprocessError> {
 
 /// Preprocesses a Dockerfile's bytes with the image's `args`.
 pub fn preprocess(bytes: &[u8], args: &BTreeMap<String, String>) -> Result<Preprocessed, PreprocessError> {
+    let too_large = |line| PreprocessError::TooLarge {
+        line,
+        limit: MAX_DOCKERFILE_BYTES,
+    };
+    if bytes.len() > MAX_DOCKERFILE_BYTES {
+        return Err(too_large(1));
+    }
     let text = decode_universal(bytes)?;
     let mut out = String::with_capacity(text.len());
     let mut substitutions: Vec<(&str, &str)> = Vec::new();
@@ -183,8 +223,9 @@ pub fn preprocess(bytes: &[u8], args: &BTreeMap<String, String>) -> Result<Prepr
         }
 
         let mut line = raw.to_owned();
+        let room = MAX_DOCKERFILE_BYTES - out.len().min(MAX_DOCKERFILE_BYTES);
         for (name, value) in &substitutions {
-            line = substitute(&line, name, value);
+            line = substitute(&line, name, value, room).ok_or_else(|| too_large(line_no))?;
         }
         for (name, _) in &substitutions {
             if line.contains(&format!("${{{name}}}")) {
@@ -212,6 +253,9 @@ pub fn preprocess(bytes: &[u8], args: &BTreeMap<String, String>) -> Result<Prepr
             });
         }
         out.push_str(&line);
+        if out.len() > MAX_DOCKERFILE_BYTES {
+            return Err(too_large(line_no));
+        }
     }
 
     Ok(Preprocessed {
@@ -290,6 +334,26 @@ mod tests {
                 path: "a".into()
             }]
         );
+    }
+
+    #[test]
+    fn regression_arg_substitution_cannot_grow_past_the_dockerfile_limit() {
+        let value = "v".repeat(1024);
+        let line = "$A ".repeat(5000);
+        let df = format!("FROM x\n# %ARG A\nRUN {line}\n");
+        let err = preprocess(df.as_bytes(), &args(&[("A", &value)])).unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::TooLarge {
+                line: 3,
+                limit: MAX_DOCKERFILE_BYTES
+            }
+        );
+        let huge = vec![b'#'; MAX_DOCKERFILE_BYTES + 1];
+        assert!(matches!(
+            preprocess(&huge, &args(&[])),
+            Err(PreprocessError::TooLarge { line: 1, .. })
+        ));
     }
 
     #[test]

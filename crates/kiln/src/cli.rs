@@ -71,7 +71,9 @@ pub enum Command {
     /// Read and write the index of built images.
     #[command(subcommand)]
     Index(IndexCommand),
-    /// Parse and evaluate a Dockerfile as BuildKit does; print its stages and instructions.
+    /// Parse and evaluate a Dockerfile as BuildKit does; print its stages and instructions. Files over
+    /// 4 MiB, instructions over 1 MiB and values expanding past 1 MiB are refused, naming the line
+    /// (docs/dockerfile-json.md lists the limits).
     Dockerfile(DockerfileArgs),
     /// Run an OCI distribution registry (the CI intermediate or buildset registry). Needs no repository.
     Serve(ServeArgs),

@@ -623,6 +623,41 @@ fn dockerfile_command_evaluates_without_a_repository() {
     );
 }
 
+/// Issue 11, item 9: a 40-line Dockerfile doubling a value grew `kiln dockerfile` past 7 GB; a 50 MB line
+/// took 930 MB. Both fail at once, naming the line or the file, and so does the stdin form.
+#[test]
+fn regression_kiln_dockerfile_bounds_expansion_and_file_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |file: &str, stdin: Option<&str>, message: &str| {
+        let mut cmd = Command::new(cargo_bin("kiln"));
+        cmd.current_dir(tmp.path()).args(["dockerfile", file]);
+        if let Some(input) = stdin {
+            cmd.stdin(std::fs::File::open(tmp.path().join(input)).unwrap());
+        }
+        let started = std::time::Instant::now();
+        let r = run(&mut cmd);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{file}");
+        assert_eq!(r.code, 1, "{file}");
+        assert!(r.stderr.contains(message), "{file}: {}", r.stderr);
+    };
+    let mut doubling = String::from("FROM scratch\nARG A=0123456789abcdef\n");
+    doubling.push_str(&"ENV A=$A$A\n".repeat(40));
+    write(tmp.path(), "Doubling", &doubling);
+    refused(
+        "Doubling",
+        None,
+        "Doubling:19:1: the expanded value exceeds the limit of 1048576 bytes",
+    );
+    write(
+        tmp.path(),
+        "Big",
+        &format!("FROM scratch\nRUN echo {}\n", "a".repeat(50 << 20)),
+    );
+    let too_big = "a Dockerfile of more than 4194304 bytes is refused";
+    refused("Big", None, too_big);
+    refused("-", Some("Big"), too_big);
+}
+
 // ---------------------------------------------------------------- kiln.toml and the bundled example
 
 #[test]

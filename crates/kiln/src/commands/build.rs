@@ -209,7 +209,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
 /// `kiln build --dockerfile F [--context DIR] -t NAME`.
 fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()> {
-    let text = fs_err::read_to_string(dockerfile)?;
+    let (_, text) = crate::commands::dockerfile::read_dockerfile(dockerfile)?;
     // A bare file name (`-f Dockerfile`) is in the current folder.
     let context_dir = match &args.context {
         Some(dir) => dir.clone(),

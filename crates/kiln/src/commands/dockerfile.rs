@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use kiln_dockerfile::{Base, EvalOptions, evaluate};
@@ -23,24 +24,34 @@ fn parse_build_args(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub fn run(args: &DockerfileArgs) -> Result<()> {
-    let (label, source) = if args.file.as_os_str() == "-" {
-        let mut text = String::new();
+/// The Dockerfile at `path` (`-`: stdin) as text, with its label for messages; one over
+/// [`kiln_dockerfile::MAX_DOCKERFILE_BYTES`] is refused without reading more than that.
+pub(crate) fn read_dockerfile(path: &Path) -> Result<(String, String)> {
+    let (label, bytes) = if path.as_os_str() == "-" {
+        let limit = kiln_dockerfile::MAX_DOCKERFILE_BYTES;
+        let mut bytes = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
             .context("cannot read the Dockerfile from stdin")?;
-        ("<stdin>".to_owned(), text)
+        if bytes.len() > limit {
+            bail!("<stdin>: a Dockerfile of more than {limit} bytes is refused");
+        }
+        ("<stdin>".to_owned(), bytes)
     } else {
-        let bytes = fs_err::read(&args.file)?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not valid UTF-8 at byte {}",
-                args.file.display(),
-                e.utf8_error().valid_up_to()
-            )
-        })?;
-        (args.file.display().to_string(), text)
+        (path.display().to_string(), kiln_tree::read_dockerfile(path)?)
     };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{label}: not valid UTF-8 at byte {}",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    Ok((label, text))
+}
+
+pub fn run(args: &DockerfileArgs) -> Result<()> {
+    let (label, source) = read_dockerfile(&args.file)?;
     let options = EvalOptions {
         build_args: parse_build_args(&args.build_args)?,
         target: args.target.clone(),
