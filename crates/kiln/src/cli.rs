@@ -296,6 +296,10 @@ pub struct UploadArgs {
     #[command(flatten)]
     pub scope: ScopeArgs,
 
+    /// Used only when the image must be built first (as `kiln build IMAGE --force` would).
+    #[command(flatten, next_help_heading = "Building (when the store lacks the image)")]
+    pub build: BuildSettingsArgs,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -315,6 +319,10 @@ pub struct PublishArgs {
 
     #[command(flatten)]
     pub scope: ScopeArgs,
+
+    /// Used only when the image must be built first (as `kiln build IMAGE --force` would).
+    #[command(flatten, next_help_heading = "Building (when the store lacks the image)")]
+    pub build: BuildSettingsArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -799,13 +807,41 @@ pub struct BuildArgs {
     #[arg(short = 't', long = "tag", value_name = "NAME", requires = "dockerfile")]
     pub tags: Vec<String>,
 
-    /// Build argument (repeatable); for in-tree images these add to the image's own args.
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    pub build_args: Vec<String>,
-
     /// The stage to build (default: the last).
     #[arg(long, value_name = "STAGE", requires = "dockerfile")]
     pub target: Option<String>,
+
+    /// Build in-tree images even when the index already has them.
+    #[arg(long, conflicts_with = "dockerfile")]
+    pub force: bool,
+
+    // How images are built (also what `kiln upload` and `kiln publish` use when they build).
+    #[command(flatten)]
+    pub settings: BuildSettingsArgs,
+
+    /// Where in-tree builds write `<image>/image.tar.zst` [default: <state-dir>/artifacts].
+    #[arg(long, value_name = "DIR", conflicts_with = "dockerfile")]
+    pub artifacts: Option<PathBuf>,
+
+    /// Also write the image built from --dockerfile to this file (.tar, .tar.zst, .oci.tar) or folder.
+    #[arg(short, long, value_name = "PATH", requires = "dockerfile")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+
+    /// Print the summary as JSON (one object per image).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How images are built: the part of `kiln build`'s flags that `kiln upload` and `kiln publish` share for
+/// the images they build first.
+#[derive(Debug, Clone, Args)]
+pub struct BuildSettingsArgs {
+    /// Build argument (repeatable); for in-tree images these add to the image's own args.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
 
     /// A secret for `RUN --mount=type=secret` (repeatable).
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
@@ -841,10 +877,6 @@ pub struct BuildArgs {
     )]
     pub slirp4netns: PathBuf,
 
-    /// Build in-tree images even when the index already has them.
-    #[arg(long, conflicts_with = "dockerfile")]
-    pub force: bool,
-
     /// Compression of new layers: zstd (fast; podman, skopeo, containerd pull it) or gzip (what Docker
     /// 20.10 and older can pull).
     #[arg(long, value_enum, default_value = "zstd")]
@@ -858,19 +890,4 @@ pub struct BuildArgs {
     /// The OCI runtime for RUN steps (runc's command-line interface: runc, crun, youki).
     #[arg(long, env = "KILN_RUNTIME", default_value = "runc", value_name = "PATH")]
     pub runtime: PathBuf,
-
-    /// Where in-tree builds write `<image>/image.tar.zst` [default: <state-dir>/artifacts].
-    #[arg(long, value_name = "DIR", conflicts_with = "dockerfile")]
-    pub artifacts: Option<PathBuf>,
-
-    /// Also write the image built from --dockerfile to this file (.tar, .tar.zst, .oci.tar) or folder.
-    #[arg(short, long, value_name = "PATH", requires = "dockerfile")]
-    pub output: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-
-    /// Print the summary as JSON (one object per image).
-    #[arg(long)]
-    pub json: bool,
 }

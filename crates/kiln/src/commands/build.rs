@@ -18,7 +18,7 @@ use kiln_plan::{Plan, PlanEntry, Workspace};
 use kiln_runtime::{Network, RuncRuntime};
 use serde::Serialize;
 
-use crate::cli::{BuildArgs, GlobalArgs, LayerCompressionArg, NetworkArg};
+use crate::cli::{BuildArgs, BuildSettingsArgs, GlobalArgs, LayerCompressionArg, NetworkArg, ScopeArgs};
 use crate::commands::image::open_store;
 use crate::commands::plan::hash_and_route;
 use crate::output::stdout;
@@ -86,10 +86,10 @@ fn parse_ssh_agents(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
-fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
+fn options(args: &BuildSettingsArgs, target: Option<String>, file_label: String) -> Result<BuildOptions> {
     Ok(BuildOptions {
         build_args: parse_pairs(&args.build_args, "--build-arg")?,
-        target: args.target.clone(),
+        target,
         parent_image: None,
         aliases: BTreeMap::new(),
         source_date_epoch: args.source_date_epoch,
@@ -116,7 +116,7 @@ fn options(args: &BuildArgs, file_label: String) -> Result<BuildOptions> {
 
 /// The runtime, with Ctrl-C (and SIGTERM) stopping whatever RUN is in progress: the process inside a
 /// container is PID 1 and would ignore SIGINT, so kiln kills it and the build ends as interrupted.
-fn runtime(args: &BuildArgs) -> Arc<RuncRuntime> {
+fn runtime(args: &BuildSettingsArgs) -> Arc<RuncRuntime> {
     let runtime = Arc::new(
         RuncRuntime::new(args.runtime.clone(), PathBuf::from("/run/kiln-runc"))
             .with_slirp4netns(args.slirp4netns.clone()),
@@ -231,12 +231,16 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         .cloned()
         .unwrap_or_else(|| "kiln-build:latest".to_owned());
     let started = Instant::now();
-    let options = options(args, dockerfile.display().to_string())?;
+    let options = options(
+        &args.settings,
+        args.target.clone(),
+        dockerfile.display().to_string(),
+    )?;
     pull_missing_bases(global, &store, &text, &options)?;
     let _writing = store.lock_for_writing()?;
     let progress = BuildProgress::new(global.quiet);
     let events = progress.image(&name);
-    let runtime = runtime(args);
+    let runtime = runtime(&args.settings);
     let built = Builder::new(&store, &*runtime, &events).build(&text, &context, &options)?;
     progress.warnings(&options.file_label, &built.warnings);
     for tag in &tags {
@@ -335,20 +339,8 @@ fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Option<kiln_tr
     Ok(Some(ignore))
 }
 
-/// The store name of an in-tree image built for a cache digest.
 /// In-tree builds, with their summary on stdout.
 fn tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
-    let summaries = build_tree(ws, global, args)?;
-    print_summary(args, &summaries)
-}
-
-/// In-tree builds as `kiln build IMAGE…` does them, printing no summary (for `kiln upload`/`publish`,
-/// whose stdout is the pushed reference).
-pub(crate) fn build_tree_quietly(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
-    build_tree(ws, global, args).map(drop)
-}
-
-fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<Vec<Summary>> {
     if args.names.is_empty() && !args.all {
         bail!("name the images to build, or use --all");
     }
@@ -357,8 +349,46 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
     } else {
         args.names.clone()
     };
+    let request = TreeRequest {
+        names,
+        force: args.force,
+        scope: &args.scope,
+        artifacts: args.artifacts.clone(),
+        settings: &args.settings,
+    };
+    let summaries = build_tree(ws, global, &request)?;
+    print_summary(args, &summaries)
+}
+
+/// What an in-tree build is asked for, whoever asks (`kiln build IMAGE…`, and `kiln upload`/`publish`
+/// for an image the store lacks).
+pub(crate) struct TreeRequest<'a> {
+    /// The images wanted (their parents are planned too).
+    pub names: Vec<String>,
+    /// Build the wanted images even when the index has them.
+    pub force: bool,
+    /// The trust scope of the run.
+    pub scope: &'a ScopeArgs,
+    /// Where artifacts go (default `<state>/artifacts`).
+    pub artifacts: Option<PathBuf>,
+    /// How images are built.
+    pub settings: &'a BuildSettingsArgs,
+}
+
+/// In-tree builds as `kiln build IMAGE…` does them, printing no summary (for `kiln upload`/`publish`,
+/// whose stdout is the pushed reference).
+pub(crate) fn build_tree_quietly(
+    ws: &Workspace,
+    global: &GlobalArgs,
+    request: &TreeRequest<'_>,
+) -> Result<()> {
+    build_tree(ws, global, request).map(drop)
+}
+
+fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &TreeRequest<'_>) -> Result<Vec<Summary>> {
+    let names = &args.names;
     let config = &ws.repo.config;
-    let scope = run_scope(&args.scope, config.index.max_level)?;
+    let scope = run_scope(args.scope, config.index.max_level)?;
     let entries = hash_and_route(ws, global, &names, &scope)?;
     let index = ws.index_for_writing()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -366,7 +396,7 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
     let (entries, statuses) = (&plan.entries, &plan.statuses);
     let store = open_store(global)?;
     let artifacts = args.artifacts.clone().unwrap_or_else(|| ws.artifacts_dir());
-    let runtime = runtime(args);
+    let runtime = runtime(args.settings);
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
 
     // An image is built when the plan says so (or --force), or when a child that is built needs it as a
@@ -406,7 +436,7 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
         .collect();
     let shared = TreeBuild {
         global,
-        args,
+        settings: args.settings,
         config,
         entries,
         store: &store,
@@ -448,7 +478,7 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &BuildArgs) -> Result<V
 /// What every in-tree build of one run shares.
 struct TreeBuild<'a> {
     global: &'a GlobalArgs,
-    args: &'a BuildArgs,
+    settings: &'a BuildSettingsArgs,
     config: &'a kiln_tree::RepoConfig,
     entries: &'a [PlanEntry<'a>],
     store: &'a ImageStore,
@@ -461,7 +491,7 @@ struct TreeBuild<'a> {
 fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
     let TreeBuild {
         global,
-        args,
+        settings,
         config,
         entries,
         store,
@@ -485,7 +515,11 @@ fn build_one(run: &TreeBuild<'_>, entry: &PlanEntry<'_>) -> Result<Summary> {
         Some(kiln_tree::Source::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
         _ => bail!("image `{name}` has no Dockerfile in its context"),
     };
-    let mut options = options(args, format!("{}/Dockerfile", entry.image.dir.display()))?;
+    let mut options = options(
+        settings,
+        None,
+        format!("{}/Dockerfile", entry.image.dir.display()),
+    )?;
     for (k, v) in &entry.image.args {
         options.build_args.entry(k.clone()).or_insert_with(|| v.clone());
     }

@@ -62,7 +62,7 @@ pub fn run(ws: &Workspace, global: &GlobalArgs, args: &PublishArgs) -> Result<()
     let existing = rt
         .block_on(client.head_manifest(&target))
         .with_context(|| format!("cannot look up {target}"))?;
-    let image = tree_image(ws, global, &def.name, &args.scope)?;
+    let image = tree_image(ws, global, &def.name, &args.scope, &args.build)?;
     let digest = image.descriptor.digest.clone();
     if let Some(existing) = existing.filter(|e| *e != digest) {
         bail!(

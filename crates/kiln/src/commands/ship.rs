@@ -2,14 +2,13 @@
 //! (exactly as `kiln build IMAGE` builds it) when the store lacks it, and how the result is printed.
 
 use anyhow::{Context as _, Result};
-use clap::{Args as _, FromArgMatches as _};
 use kiln_client::Reference;
 use kiln_oci::ImageStore;
 use kiln_oci::image::split_name;
 use kiln_oci::manifest::Descriptor;
 
-use crate::cli::{BuildArgs, GlobalArgs, ScopeArgs};
-use crate::commands::build::build_tree_quietly;
+use crate::cli::{BuildSettingsArgs, GlobalArgs, ScopeArgs};
+use crate::commands::build::{TreeRequest, build_tree_quietly};
 use crate::commands::image::open_store;
 use crate::commands::plan::hash_and_route;
 use crate::output;
@@ -29,7 +28,13 @@ pub struct Shippable {
 /// The in-tree image `image` as `kiln/<image>:<cache-digest>`, built first when the store lacks it
 /// (`kiln build IMAGE --force` with the same scope: parents the store lacks are built too, the index
 /// records what was built).
-pub fn tree_image(ws: &Workspace, global: &GlobalArgs, image: &str, scope: &ScopeArgs) -> Result<Shippable> {
+pub fn tree_image(
+    ws: &Workspace,
+    global: &GlobalArgs,
+    image: &str,
+    scope: &ScopeArgs,
+    settings: &BuildSettingsArgs,
+) -> Result<Shippable> {
     let run_scope = run_scope(scope, ws.repo.config.index.max_level)?;
     let entries = hash_and_route(ws, global, &[image.to_owned()], &run_scope)?;
     let entry = entries
@@ -42,12 +47,15 @@ pub fn tree_image(ws: &Workspace, global: &GlobalArgs, image: &str, scope: &Scop
         if !global.quiet {
             eprintln!("building {image}: the store has no {name}");
         }
-        let mut args = BuildArgs::from_arg_matches(
-            &BuildArgs::augment_args(clap::Command::new("build"))
-                .try_get_matches_from(["build", image, "--force"])?,
-        )?;
-        args.scope = scope.clone();
-        build_tree_quietly(ws, global, &args)?;
+        // `kiln build IMAGE --force` with the same scope and build settings.
+        let request = TreeRequest {
+            names: vec![image.to_owned()],
+            force: true,
+            scope,
+            artifacts: None,
+            settings,
+        };
+        build_tree_quietly(ws, global, &request)?;
     }
     let stored = store
         .require(&name)

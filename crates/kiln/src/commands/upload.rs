@@ -17,7 +17,7 @@ pub fn run(global: &GlobalArgs, args: &UploadArgs) -> Result<()> {
         (store_image(global, &args.image)?, None)
     } else {
         let ws = crate::settings::workspace(global)?;
-        let image = tree_image(&ws, global, &args.image, &args.scope)?;
+        let image = tree_image(&ws, global, &args.image, &args.scope, &args.build)?;
         let kind = ws.require_image(&args.image)?.kind.clone();
         (image, Some(kind))
     };
