@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use kiln_oci::files::parent_dir;
 use kiln_oci::layer_check::{LayerChecker, LayerOp, NodeKind};
 pub use kiln_oci::layer_check::{LayerLimits as UnpackLimits, LayerStats as UnpackStats};
 use kiln_oci::tar_reader::{EntryType, TarEntry, TarReader};
@@ -27,7 +28,6 @@ use rustix::io::Errno;
 
 use crate::error::{RootfsError, io_at};
 use crate::sys;
-use kiln_oci::files::parent_dir;
 
 /// How durable an unpacked layer must be once [`unpack_layer_with`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,13 +82,12 @@ pub fn unpack_layer_with(
     let mut unpacker = Unpacker {
         root,
         checker: LayerChecker::new(limits),
-        limits,
         dir_times: Vec::new(),
         whiteouts: HashSet::new(),
         root_mode_set: false,
         parent_cache: None,
     };
-    unpacker.run(tar)?;
+    unpacker.run(tar, limits)?;
     unpacker.finish()?;
     if durability == Durability::Synced {
         // Durable before visible: a power loss after the rename must not leave truncated files.
@@ -114,10 +113,9 @@ pub fn unpack_layer_with(
     Ok(stats)
 }
 
-struct Unpacker<'a> {
+struct Unpacker {
     root: OwnedFd,
     checker: LayerChecker,
-    limits: &'a UnpackLimits,
     /// Directories written by the layer and their mtimes, applied at the end.
     dir_times: Vec<(Vec<OsString>, Timespec)>,
     /// Names whited out by this layer (a later directory of the same name becomes opaque).
@@ -152,9 +150,9 @@ fn mtime(entry: &TarEntry) -> Timespec {
     }
 }
 
-impl Unpacker<'_> {
-    fn run(&mut self, tar: impl Read) -> Result<(), RootfsError> {
-        let mut reader = TarReader::new(tar, self.limits.tar());
+impl Unpacker {
+    fn run(&mut self, tar: impl Read, limits: &UnpackLimits) -> Result<(), RootfsError> {
+        let mut reader = TarReader::new(tar, limits.tar());
         while let Some(entry) = reader.next_entry()? {
             let op = self.checker.check(&entry)?;
             self.apply(&entry, op, &mut reader.content())?;
@@ -305,7 +303,7 @@ impl Unpacker<'_> {
     }
 }
 
-impl Unpacker<'_> {
+impl Unpacker {
     /// `./` (or `/`): the metadata of the layer's root directory.
     fn apply_root(&mut self, entry: &TarEntry) -> Result<(), RootfsError> {
         let name = entry.name.as_slice();
