@@ -389,7 +389,7 @@ fn build_tree(ws: &Workspace, global: &GlobalArgs, args: &TreeRequest<'_>) -> Re
     let names = &args.names;
     let config = &ws.repo.config;
     let scope = run_scope(args.scope, config.index.max_level)?;
-    let entries = hash_and_route(ws, global, &names, &scope)?;
+    let entries = hash_and_route(ws, global, names, &scope)?;
     let index = ws.index_for_writing()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let plan = Plan::resolve(entries, &index, now)?;
