@@ -242,6 +242,8 @@ pub struct BlobWriter {
     hasher: Hasher,
     len: u64,
     discard_on_drop: bool,
+    /// Nothing was written since the last [`BlobWriter::sync`]: the commit need not fsync again.
+    synced: bool,
 }
 
 impl BlobWriter {
@@ -259,6 +261,7 @@ impl BlobWriter {
             hasher: algorithm.hasher(),
             len,
             discard_on_drop,
+            synced: false,
         }
     }
 
@@ -309,6 +312,7 @@ impl BlobWriter {
         }
         self.hasher = hasher;
         self.len = len;
+        self.synced = false;
         Ok(())
     }
 
@@ -318,6 +322,7 @@ impl BlobWriter {
         let file = self.file()?;
         file.flush()?;
         file.sync_all()?;
+        self.synced = true;
         Ok(())
     }
 
@@ -344,8 +349,10 @@ impl BlobWriter {
             .file
             .take()
             .ok_or_else(|| io::Error::other("blob writer is closed"))?;
-        file.flush()?;
-        file.sync_all()?;
+        if !self.synced {
+            file.flush()?;
+            file.sync_all()?;
+        }
         drop(file);
         let fresh = self.algorithm().hasher();
         let actual = std::mem::replace(&mut self.hasher, fresh).finish();
@@ -400,6 +407,7 @@ impl Write for BlobWriter {
         let n = self.file()?.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
+        self.synced = false;
         Ok(n)
     }
 
@@ -632,6 +640,7 @@ mod tests {
         // The file grew behind the parked writer's back: it is hashed again rather than trusted.
         let mut w = store.unpark(parked).unwrap();
         assert_eq!(w.len(), 6);
+        w.sync().unwrap();
         w.write_all(b"g").unwrap();
         let d = w.commit(Some(&Algorithm::Sha256.digest(b"abcdefg"))).unwrap();
         assert_eq!(store.read_verified(&d).unwrap().unwrap(), b"abcdefg");
