@@ -28,23 +28,13 @@ pub struct ImageRecord {
     pub expires: i64,
 }
 
-/// Checks `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`.
+/// Checks `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`, as `kiln_oci::Digest` parses
+/// them (the one digest check of kiln).
 pub fn check_digest(field: &'static str, value: &str) -> Result<(), IndexError> {
-    let ok = match value.split_once(':') {
-        Some(("sha256", hex)) => hex.len() == 64,
-        Some(("sha512", hex)) => hex.len() == 128,
-        _ => false,
-    } && value.split_once(':').is_some_and(|(_, hex)| {
-        hex.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(IndexError::InvalidRecord(format!(
-            "{field} `{value}` is not a sha256:/sha512: digest"
-        )))
-    }
+    value
+        .parse::<kiln_oci::Digest>()
+        .map(drop)
+        .map_err(|e| IndexError::InvalidRecord(format!("{field}: {e}")))
 }
 
 impl ImageRecord {
@@ -83,5 +73,30 @@ impl ImageRecord {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_checked_as_the_store_parses_them() {
+        let hex = "a".repeat(64);
+        assert!(check_digest("image digest", &format!("sha256:{hex}")).is_ok());
+        assert!(check_digest("image digest", &format!("sha512:{}", "b".repeat(128))).is_ok());
+        for bad in [
+            format!("sha256:{}", "A".repeat(64)),
+            format!("md5:{hex}"),
+            "sha256:short".to_owned(),
+            hex.clone(),
+        ] {
+            let err = check_digest("artifact digest", &bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("artifact digest") && e.contains(&bad)),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }
