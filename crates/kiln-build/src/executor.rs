@@ -297,7 +297,7 @@ impl<'a> Builder<'a> {
             stat_cache: kiln_tree::StatCache::load(&self.state.join("stat-cache")),
             executed: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
-            downloads: Downloads::new(scratch.path().join("downloads")),
+            downloads: Downloads::new(scratch.path().join("downloads"), options.allow_host_network),
             scratch,
             context_dir: std::sync::OnceLock::new(),
         };

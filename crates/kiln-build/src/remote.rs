@@ -3,6 +3,11 @@
 //! checked against `--checksum` before any step can use it. As in BuildKit, the file lands with mode
 //! 0600 and the `Last-Modified` time (0 without one; clamped to `SOURCE_DATE_EPOCH` like every mtime)
 //! and is never extracted.
+//!
+//! Like a RUN's network, a download does not reach the host's loopback services unless the build
+//! allows the host's network (`--allow network.host`): a URL naming a loopback address, a redirect to
+//! one, and a name resolving to one are refused (the names are resolved by kiln's own resolver, so
+//! what was checked is what is connected to).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -10,6 +15,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
+
+/// Redirects followed, as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
 
 /// A downloaded URL.
 #[derive(Debug)]
@@ -28,7 +36,55 @@ pub(crate) struct Download {
 #[derive(Debug)]
 pub(crate) struct Downloads {
     dir: PathBuf,
+    /// Whether the host's loopback may be reached (`--allow network.host`).
+    allow_loopback: bool,
     done: Mutex<HashMap<String, Arc<Download>>>,
+}
+
+/// Why ADD refuses a loopback address, for the error.
+const LOOPBACK_REFUSED: &str =
+    "is the host's loopback: ADD reaches the host's loopback services only with --allow network.host";
+
+/// Whether `ip` reaches this host's loopback (127/8, `::1`, the unspecified and "this network"
+/// addresses, which Linux connects locally, and their IPv4-mapped forms).
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0,
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_loopback(v4.into()))
+        }
+    }
+}
+
+/// The URL's host when it is a loopback address literal.
+fn loopback_literal(url: &reqwest::Url) -> Option<String> {
+    // The URL parser writes IPv4 hosts in dotted form (`2130706433` is `127.0.0.1`), IPv6 in brackets.
+    let host = url.host_str()?;
+    let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    is_loopback(ip).then(|| ip.to_string())
+}
+
+/// Resolves names with the system's resolver and drops loopback addresses.
+struct NoLoopback;
+
+impl reqwest::dns::Resolve for NoLoopback {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            // Blocking is fine here: each download has a client (and a runtime) of its own.
+            let all: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))?.collect();
+            let kept: Vec<std::net::SocketAddr> =
+                all.iter().copied().filter(|a| !is_loopback(a.ip())).collect();
+            if kept.is_empty() && !all.is_empty() {
+                return Err(format!("`{host}` {LOOPBACK_REFUSED}").into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Whether an ADD source is a URL this builder downloads: http(s), but not a git repository (a path
@@ -44,10 +100,11 @@ pub(crate) fn is_git(source: &str) -> bool {
 }
 
 impl Downloads {
-    /// Downloads into `dir` (created on first use).
-    pub(crate) fn new(dir: PathBuf) -> Downloads {
+    /// Downloads into `dir` (created on first use); the host's loopback only when `allow_loopback`.
+    pub(crate) fn new(dir: PathBuf, allow_loopback: bool) -> Downloads {
         Downloads {
             dir,
+            allow_loopback,
             done: Mutex::new(HashMap::new()),
         }
     }
@@ -85,12 +142,29 @@ impl Downloads {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
         // The blocking client's timeout bounds the wait for the response and for each read of the body,
         // not the whole transfer: a large download on a slow link still finishes, a stalled one fails.
-        let client = reqwest::blocking::Client::builder()
+        let mut client = reqwest::blocking::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
-            .timeout(std::time::Duration::from_secs(120))
-            .build()
-            .map_err(|e| format!("{url}: {e}"))?;
+            .timeout(std::time::Duration::from_secs(120));
+        if !self.allow_loopback {
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+            if let Some(ip) = loopback_literal(&parsed) {
+                return Err(format!("{url}: {ip} {LOOPBACK_REFUSED}"));
+            }
+            client = client
+                .dns_resolver(Arc::new(NoLoopback))
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if let Some(ip) = loopback_literal(attempt.url()) {
+                        let message = format!("a redirect to {ip}, which {LOOPBACK_REFUSED}");
+                        attempt.error(message)
+                    } else if attempt.previous().len() >= MAX_REDIRECTS {
+                        attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+                    } else {
+                        attempt.follow()
+                    }
+                }));
+        }
+        let client = client.build().map_err(|e| format!("{url}: {e}"))?;
         let mut response = client
             .get(url)
             .send()
@@ -239,5 +313,33 @@ mod tests {
             parse_checksum(&format!("sha256:{}", "A".repeat(64))).unwrap().1,
             "a".repeat(64)
         );
+    }
+
+    #[test]
+    fn loopback_addresses_in_every_spelling() {
+        let loopback = [
+            "http://127.0.0.1:5000/v2/",
+            "http://127.1.2.3/",
+            "http://0.0.0.0:5000/",
+            "http://[::1]:5000/",
+            "http://[::]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://2130706433/",
+        ];
+        // Names are the resolver's business.
+        let others = [
+            "http://192.0.2.1/",
+            "http://[2001:db8::1]/",
+            "http://localhost/",
+            "https://deb.debian.org/",
+        ];
+        for (url, expected) in loopback
+            .iter()
+            .map(|u| (u, true))
+            .chain(others.iter().map(|u| (u, false)))
+        {
+            let found = loopback_literal(&reqwest::Url::parse(url).unwrap()).is_some();
+            assert_eq!(found, expected, "{url}");
+        }
     }
 }

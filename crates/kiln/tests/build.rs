@@ -821,6 +821,45 @@ impl FileServer {
     }
 }
 
+/// Issue 11, item 6, ADD's side: what a RUN cannot reach, a download does not fetch either. A URL
+/// naming the host's loopback, or a name resolving to it, is refused unless `--allow network.host`.
+#[test]
+fn regression_add_does_not_fetch_from_the_host_s_loopback() {
+    let Some(f) = Fixture::new() else { return };
+    let server = FileServer::start();
+    server.put("/private", b"loopback only\n");
+    let port = server.addr.rsplit(':').next().unwrap();
+    for url in [
+        server.url("/private"),
+        format!("http://localhost:{port}/private"),
+        format!("http://[::ffff:127.0.0.1]:{port}/private"),
+    ] {
+        let file = f.write("addlo/Dockerfile", &format!("FROM busybox:test\nADD {url} /x\n"));
+        let args = ["build", "-f", file.to_str().unwrap(), "-t", "localhost/addlo:1"];
+        let err = f.fails(&args);
+        assert!(
+            err.contains("Dockerfile:2") && err.contains("--allow network.host"),
+            "{url}: {err}"
+        );
+        assert_eq!(server.hits(), 0, "{url} was fetched");
+    }
+    let file = f.write(
+        "addlo/Dockerfile",
+        &format!("FROM busybox:test\nADD {} /x\n", server.url("/private")),
+    );
+    let path = file.to_str().unwrap();
+    f.ok(&[
+        "build",
+        "-f",
+        path,
+        "-t",
+        "localhost/addlo:1",
+        "--allow",
+        "network.host",
+    ]);
+    assert_eq!(server.hits(), 1, "allowed, it is fetched");
+}
+
 #[test]
 fn add_downloads_urls_checks_checksums_and_caches_by_content() {
     use sha2::Digest as _;
@@ -862,6 +901,9 @@ fn add_downloads_urls_checks_checksums_and_caches_by_content() {
             "-t",
             tag,
             "--json",
+            // The file server listens on the host's loopback.
+            "--allow",
+            "network.host",
         ])
     };
     let summary = |out: Output| -> Value {
