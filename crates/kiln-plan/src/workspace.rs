@@ -21,6 +21,8 @@ pub struct WorkspaceOptions {
     pub images_dir: Option<PathBuf>,
     /// The hash mode (else the layout's default).
     pub hash_mode: Option<HashMode>,
+    /// taskgraph's run-task folder (else kiln.toml's, else found: `kiln_tree::run_task`).
+    pub run_task_dir: Option<PathBuf>,
     /// The state folder (default `<repo>/.kiln`).
     pub state_dir: Option<PathBuf>,
     /// The index file (default `<state>/index.sqlite`).
@@ -50,6 +52,7 @@ impl Workspace {
         let discover = DiscoverOptions {
             images_dir: options.images_dir.clone(),
             hash_mode: options.hash_mode,
+            run_task_dir: options.run_task_dir.clone(),
         };
         let repo = Repo::load(&root, &discover)?;
         let state_dir = options

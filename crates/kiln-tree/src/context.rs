@@ -74,6 +74,8 @@ pub struct Context {
     pub entries: Vec<Entry>,
     /// Hazards found on the way.
     pub warnings: Vec<Warning>,
+    /// The run-task folder `# %include-run-task` took its files from, when the Dockerfile has it.
+    pub run_task: Option<crate::run_task::RunTask>,
 }
 
 impl Context {
@@ -113,6 +115,7 @@ struct Collector<'a> {
     canonical_root: PathBuf,
     entries: BTreeMap<String, Source>,
     warnings: Vec<Warning>,
+    run_task: Option<crate::run_task::RunTask>,
 }
 
 impl<'a> Collector<'a> {
@@ -362,12 +365,11 @@ impl<'a> Collector<'a> {
     }
 
     fn include_run_task(&mut self, line: usize) -> Result<(), TreeError> {
-        let Some(dir) = self.config.taskgraph.run_task_dir.clone() else {
-            return Err(self.include_error(
-                line,
-                "`# %include-run-task` needs taskgraph's run-task folder: set `run-task-dir` under [taskgraph] in kiln.toml".into(),
-            ));
-        };
+        let found =
+            crate::run_task::discover(&self.config.root, self.config.taskgraph.run_task_dir.as_deref())
+                .map_err(|message| self.include_error(line, message))?;
+        let dir = found.dir.clone();
+        self.run_task = Some(found);
         for file in RUN_TASK_FILES {
             let path = dir.join(file);
             let is_symlink = path
@@ -408,6 +410,7 @@ pub fn collect(config: &RepoConfig, image: &ImageDef) -> Result<Context, TreeErr
         canonical_root,
         entries: BTreeMap::new(),
         warnings: Vec::new(),
+        run_task: None,
     };
     collector.walk(&context_dir, "")?;
 
@@ -467,5 +470,6 @@ pub fn collect(config: &RepoConfig, image: &ImageDef) -> Result<Context, TreeErr
         mode: config.hash_mode,
         entries,
         warnings: collector.warnings,
+        run_task: collector.run_task,
     })
 }

@@ -25,6 +25,8 @@ pub struct ImageHashes {
     pub files: usize,
     /// Hazards found while collecting the context.
     pub warnings: Vec<Warning>,
+    /// Where the run-task files of `# %include-run-task` came from, when the image has them.
+    pub run_task: Option<crate::run_task::RunTask>,
 }
 
 /// The names in `wanted` and all their ancestors; every image when `wanted` is empty.
@@ -63,14 +65,14 @@ pub fn hash_images(
         .map(|image| {
             let ctx = collect(&repo.config, image)?;
             let hash = context_hash(&ctx, cache)?;
-            Ok((ctx.entries.len(), ctx.warnings, hash))
+            Ok((ctx.entries.len(), ctx.warnings, ctx.run_task, hash))
         })
         .collect::<Vec<Result<_, TreeError>>>();
 
     let mut digests: BTreeMap<&str, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(images.len());
     for (image, result) in images.iter().zip(contexts) {
-        let (files, warnings, context) = result?;
+        let (files, warnings, run_task, context) = result?;
         let parent = image
             .parent
             .as_deref()
@@ -83,6 +85,7 @@ pub fn hash_images(
             digest,
             files,
             warnings,
+            run_task,
         });
     }
     Ok(out)

@@ -15,6 +15,7 @@ mod model;
 mod preprocess;
 mod registry_image;
 mod repo;
+pub mod run_task;
 mod stat_cache;
 mod stream;
 pub mod tar_stream;

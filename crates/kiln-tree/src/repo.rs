@@ -34,6 +34,9 @@ pub struct DiscoverOptions {
     pub images_dir: Option<PathBuf>,
     /// Force a hash mode instead of the layout's default.
     pub hash_mode: Option<HashMode>,
+    /// taskgraph's run-task folder, over kiln.toml's `run-task-dir` (relative to the current folder or
+    /// absolute); without either it is found as `run_task` says.
+    pub run_task_dir: Option<PathBuf>,
 }
 
 fn is_repo_root(dir: &Path) -> bool {
@@ -87,6 +90,9 @@ impl Repo {
         let mut config = config;
         if let Some(mode) = options.hash_mode {
             config.hash_mode = mode;
+        }
+        if let Some(dir) = &options.run_task_dir {
+            config.taskgraph.run_task_dir = Some(dir.clone());
         }
         if images.is_empty() {
             return Err(TreeError::NoImages { root: config.root });

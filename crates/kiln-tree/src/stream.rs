@@ -225,6 +225,7 @@ mod tests {
             mode: HashMode::Native,
             entries,
             warnings: Vec::new(),
+            run_task: None,
         };
         let (out, len) = write_tar(&ctx, Vec::new()).unwrap();
         let (want, want_len) = expected.finish().unwrap();
@@ -242,6 +243,7 @@ mod tests {
             mode: HashMode::Native,
             entries: vec![entry],
             warnings: Vec::new(),
+            run_task: None,
         };
         let err = write_tar(&ctx, Vec::new()).unwrap_err();
         assert!(err.to_string().contains("changed while being read"), "{err}");

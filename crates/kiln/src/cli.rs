@@ -34,6 +34,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum)]
     pub hash_mode: Option<HashModeArg>,
 
+    /// taskgraph's run-task folder for `# %include-run-task` [default: kiln.toml's `run-task-dir`, else the
+    /// taskgraph package of the repository's .venv/venv, $VIRTUAL_ENV or python3, else src/taskgraph/run-task].
+    #[arg(long, global = true, env = "KILN_RUN_TASK_DIR", value_name = "DIR")]
+    pub run_task_dir: Option<PathBuf>,
+
     /// Where kiln keeps its state (stat cache, default index) [default: <repo>/.kiln].
     #[arg(long, global = true, env = "KILN_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

@@ -16,6 +16,7 @@ pub fn workspace(global: &GlobalArgs) -> Result<Workspace> {
             HashModeArg::Taskgraph => HashMode::Taskgraph,
             HashModeArg::Native => HashMode::Native,
         }),
+        run_task_dir: global.run_task_dir.clone(),
         state_dir: global.state_dir.clone(),
         index: global.index.clone(),
     })?)

@@ -107,7 +107,22 @@ fn kiln_plan(
     level: u8,
     pull_request: bool,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("kiln"));
+    kiln_plan_in(
+        Command::new(assert_cmd::cargo::cargo_bin!("kiln")),
+        repo,
+        state,
+        level,
+        pull_request,
+    )
+}
+
+fn kiln_plan_in(
+    mut cmd: Command,
+    repo: &Path,
+    state: &Path,
+    level: u8,
+    pull_request: bool,
+) -> Result<BTreeMap<String, Value>, String> {
     cmd.arg("-C")
         .arg(repo)
         .args(["plan", "--json"])
@@ -256,5 +271,73 @@ fn kiln_matches_taskgraph_on_random_trees() {
         "{} of {seeds} seeds differ between kiln and taskgraph 24.5.1:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Issue 12 part 2: a taskgraph repository whose Dockerfiles use `# %include-run-task` plans with no
+/// kiln.toml: kiln takes the run-task files from the taskgraph package that the repository's `python3`
+/// imports (here the test venv, first on PATH), and its hashes are taskgraph's own.
+#[test]
+fn include_run_task_needs_no_configuration_and_matches_taskgraph() {
+    let Some(python) = taskgraph_python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let write = |rel: &str, text: &str| {
+        let path = repo.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(".taskcluster.yml", "version: 1\n");
+    write(
+        "taskcluster/config.yml",
+        "trust-domain: rt\ntask-priority: low\ntreeherder:\n  group-names:\n    I: Docker images\ntaskgraph:\n  \
+         repositories:\n    rt:\n      name: rt\nworkers:\n  aliases:\n    images:\n      provisioner: p\n      \
+         implementation: docker-worker\n      os: linux\n      worker-type: images\n",
+    );
+    write(
+        "taskcluster/kinds/docker-image/kind.yml",
+        "loader: taskgraph.loader.transform:loader\ntransforms:\n  - taskgraph.transforms.docker_image:transforms\n  \
+         - taskgraph.transforms.cached_tasks:transforms\n  - taskgraph.transforms.task:transforms\ntasks:\n  \
+         base:\n    symbol: I(base)\n  worker:\n    symbol: I(worker)\n    parent: base\n",
+    );
+    write(
+        "taskcluster/docker/base/Dockerfile",
+        "FROM debian:12\n# %include-run-task\nRUN true\n",
+    );
+    write(
+        "taskcluster/docker/worker/Dockerfile",
+        "ARG DOCKER_IMAGE_PARENT\nFROM $DOCKER_IMAGE_PARENT\n# %include-run-task\n",
+    );
+    let tg = reference(&python, &repo, 1, false).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tg.len(), 2, "{tg:?}");
+    let bin = python.parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("kiln"));
+    cmd.env("PATH", &path)
+        .env_remove("KILN_RUN_TASK_DIR")
+        .env_remove("VIRTUAL_ENV");
+    let kiln =
+        kiln_plan_in(cmd, &repo, &tmp.path().join("state"), 1, false).unwrap_or_else(|e| panic!("{e}"));
+    let diff = compare(&tg, &kiln, "run-task");
+    assert!(diff.is_empty(), "kiln and taskgraph differ:\n{diff}");
+
+    // `kiln digest --explain` says where the run-task files came from.
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("kiln"))
+        .env("PATH", &path)
+        .env_remove("KILN_RUN_TASK_DIR")
+        .env_remove("VIRTUAL_ENV")
+        .arg("-C")
+        .arg(&repo)
+        .args(["digest", "worker", "--explain", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("run-task files: ") && text.contains("from taskgraph 24.5.1"),
+        "{text}"
     );
 }

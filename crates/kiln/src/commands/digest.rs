@@ -23,6 +23,14 @@ pub fn run(ws: &Workspace, global: &GlobalArgs, args: &DigestArgs) -> Result<()>
             for (i, part) in mine.digest.parts.iter().enumerate() {
                 writeln!(out, "  part {}: {part}", i + 1)?;
             }
+            if let Some(run_task) = &mine.run_task {
+                writeln!(
+                    out,
+                    "  run-task files: {} from {}",
+                    run_task.dir.display(),
+                    run_task.source
+                )?;
+            }
         }
         Ok(())
     })
