@@ -9,15 +9,16 @@ pub mod names;
 mod observe;
 pub mod pull_through;
 mod routes;
+mod server;
 mod service;
 pub mod storage;
 pub mod tls;
 
-use std::future::Future;
 use std::sync::Arc;
 
 pub use error::{ErrorCode, RegistryError};
 pub use observe::ClientAddr;
+pub use server::{Limits, ServeOptions, serve};
 pub use storage::{FsStorage, Storage, StorageError};
 
 /// Limits and switches of a registry.
@@ -51,24 +52,4 @@ pub fn router(storage: Arc<dyn Storage>, config: RegistryConfig) -> axum::Router
     });
     let routes = axum::Router::new().fallback(routes::handle).with_state(app);
     observe::instrument(routes, storage)
-}
-
-/// Serves `router` on `listener` (a `tokio::net::TcpListener`, or a [`tls::TlsListener`]) until `shutdown`
-/// completes, then lets requests in flight finish. Access logs name the client ([`ClientAddr`]).
-pub async fn serve<L>(
-    listener: L,
-    router: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-    ClientAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
-{
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<ClientAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

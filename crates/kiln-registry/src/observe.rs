@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -31,21 +30,9 @@ use prometheus_client::registry::{Metric, Registry, Unit};
 use crate::names::RepoName;
 use crate::storage::{Storage, Usage};
 
-/// The client's address, as axum's connect info (see [`crate::serve`]).
+/// The client's address, as axum's connect info (set by [`crate::serve`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 tokio::task_local! {
     /// The id of the request being answered: in its access-log line and in the log and body of a 5xx.

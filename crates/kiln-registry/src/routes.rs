@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use kiln_oci::{Algorithm, Digest, media_types};
 
 use crate::RegistryConfig;
@@ -460,42 +460,56 @@ fn blob_unknown(repo: &RepoName, d: &Digest) -> RegistryError {
     .with_detail(serde_json::json!({ "digest": d.to_string() }))
 }
 
-/// Streams `len` bytes from `start` of a blob, reading on the blocking pool through a bounded channel.
-fn stream_blob(mut reader: Box<dyn crate::storage::BlobRead>, start: u64, len: u64) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Seek, SeekFrom};
-        if let Err(e) = reader.seek(SeekFrom::Start(start)) {
-            let _ignored = tx.blocking_send(Err(e));
-            return;
+/// Streams `len` bytes from `start` of a blob. Each read runs on the blocking pool by itself, when the
+/// client is ready for more: a client that reads slowly, or not at all, holds no thread while it waits.
+fn stream_blob(reader: Box<dyn crate::storage::BlobRead>, start: u64, len: u64) -> Body {
+    struct Reading {
+        /// `None` once the stream failed.
+        reader: Option<Box<dyn crate::storage::BlobRead>>,
+        /// Where to seek before the first read.
+        seek: Option<u64>,
+        remaining: u64,
+    }
+    let reading = Reading {
+        reader: Some(reader),
+        seek: Some(start),
+        remaining: len,
+    };
+    Body::from_stream(futures_util::stream::unfold(reading, |mut r| async move {
+        if r.remaining == 0 {
+            return None;
         }
-        let mut remaining = len;
-        while remaining > 0 {
-            let mut buf = vec![0u8; remaining.min(256 * 1024) as usize];
-            match reader.read(&mut buf) {
-                Ok(0) => {
-                    let _ignored = tx.blocking_send(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "blob is shorter than its size",
-                    )));
-                    return;
+        let mut reader = r.reader.take()?;
+        let (seek, want) = (r.seek.take(), r.remaining.min(256 * 1024) as usize);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut read = || {
+                if let Some(at) = seek {
+                    reader.seek(SeekFrom::Start(at))?;
                 }
-                Ok(k) => {
-                    buf.truncate(k);
-                    remaining -= k as u64;
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return; // the client went away
-                    }
-                }
-                Err(e) => {
-                    let _ignored = tx.blocking_send(Err(e));
-                    return;
-                }
+                let mut buf = vec![0u8; want];
+                let n = reader.read(&mut buf)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>(buf)
+            };
+            let result = read();
+            (reader, result)
+        })
+        .await;
+        let item = match read {
+            Ok((reader, Ok(buf))) if !buf.is_empty() => {
+                r.remaining -= buf.len() as u64;
+                r.reader = Some(reader);
+                Ok(Bytes::from(buf))
             }
-        }
-    });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+            Ok((_, Ok(_))) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "blob is shorter than its size",
+            )),
+            Ok((_, Err(e))) => Err(e),
+            Err(e) => Err(std::io::Error::other(format!("blob read task failed: {e}"))),
+        };
+        Some((item, r))
     }))
 }
 
@@ -642,58 +656,85 @@ fn blob_created(repo: &RepoName, d: &Digest) -> Result<Response> {
     Ok(response)
 }
 
-/// Streams a request body into an upload session on the blocking pool. The chunk lands whole or not at
-/// all: on any failure the session is cut back to where it was. `declared` is the chunk length the client
-/// announced (Content-Range); a different length is a 416.
+/// Bytes of a request body gathered before they are written to its upload session in one blocking call.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Streams a request body into an upload session: the frames that have arrived (up to [`WRITE_BATCH`]
+/// bytes) are written on the blocking pool together, then the next are awaited, so a client that sends
+/// slowly holds no thread while it waits. The chunk lands whole or not at all: on any failure the session
+/// is cut back to where it was. `declared` is the chunk length the client announced (Content-Range); a
+/// different length is a 416.
 async fn write_chunk(
-    sink: Box<dyn UploadSink>,
+    mut sink: Box<dyn UploadSink>,
     body: Body,
     declared: Option<u64>,
 ) -> (Box<dyn UploadSink>, Result<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut sink = sink;
-        let start = sink.offset();
-        let mut result = Ok(());
-        while let Some(bytes) = rx.blocking_recv() {
-            if let Err(e) = sink.write(&bytes) {
-                result = Err(e);
-                break;
-            }
-        }
-        (sink, start, result)
-    });
+    let start = sink.offset();
     let mut stream = body.into_data_stream();
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0;
+    let mut result = Ok(());
     let mut client_error = None;
-    while let Some(frame) = stream.next().await {
-        match frame {
-            Ok(bytes) => {
-                if tx.send(bytes).await.is_err() {
-                    break;
-                }
+    // A frame (or the end) that was there already when the previous one was taken.
+    let mut ready = None;
+    loop {
+        let item = match ready.take() {
+            Some(item) => item,
+            None => stream.next().await,
+        };
+        let end = match item {
+            Some(Ok(bytes)) => {
+                batched += bytes.len();
+                batch.push(bytes);
+                false
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 client_error = Some(e);
                 break;
             }
+            None => true,
+        };
+        // Frames that are there already join the batch; what arrived is written once none is.
+        if !end {
+            ready = stream.next().now_or_never();
+        }
+        if batched >= WRITE_BATCH || ((end || ready.is_none()) && batched > 0) {
+            let frames = std::mem::take(&mut batch);
+            batched = 0;
+            let written = tokio::task::spawn_blocking(move || {
+                let r = frames.iter().try_for_each(|bytes| sink.write(bytes));
+                (sink, r)
+            })
+            .await;
+            match written {
+                Ok((s, r)) => {
+                    sink = s;
+                    if let Err(e) = r {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The sink is lost with the task; its slot was freed by its drop.
+                    let e = RegistryError::internal(format!("upload task failed: {e}"));
+                    return (Box::new(LostSink), Err(e));
+                }
+            }
+        }
+        if end {
+            break;
         }
     }
-    drop(tx);
-    let (mut sink, start, result) = match writer.await {
-        Ok(v) => v,
-        Err(e) => {
-            // The sink is lost with the task; its slot was freed by its drop.
-            let e = RegistryError::internal(format!("upload task failed: {e}"));
-            return (Box::new(LostSink), Err(e));
-        }
-    };
     let written = sink.offset() - start;
     let error = match (result, client_error) {
         (Err(e), _) => Some(storage_error(e)),
         (Ok(()), Some(e)) => Some(RegistryError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BlobUploadInvalid,
-            format!("request body failed after {written} bytes: {e}"),
+            format!(
+                "request body failed after {} bytes: {e}",
+                written + batched as u64
+            ),
         )),
         (Ok(()), None) => declared.filter(|d| *d != written).map(|declared| {
             RegistryError::new(

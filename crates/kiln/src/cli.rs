@@ -81,7 +81,7 @@ pub enum Command {
     /// (docs/dockerfile-json.md lists the limits).
     Dockerfile(DockerfileArgs),
     /// Run an OCI distribution registry (the CI intermediate or buildset registry). Needs no repository.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Maintenance of a `kiln serve` root while no server runs on it: gc and fsck.
     #[command(subcommand)]
     Registry(RegistryCommand),
@@ -536,6 +536,28 @@ pub struct ServeArgs {
     /// every minute whether or not GC runs [default: 15m]. Config: `[uploads] idle-timeout`.
     #[arg(long, value_name = "DURATION")]
     pub uploads_idle_timeout: Option<String>,
+
+    /// Connections served at once; more wait, unaccepted, until one closes [default: 1024]. Config:
+    /// `[http] max-connections`.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// How long a client may take to send a request's headers from their first byte (and a TLS
+    /// handshake from the connection's start) before the connection is closed [default: 10s]. Config:
+    /// `[http] header-timeout`.
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+
+    /// Close a connection that has no request in flight and no byte of a new one for this long
+    /// [default: 60s]. Config: `[http] idle-timeout`.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+
+    /// Fail a request whose body sends nothing for this long (an upload chunk is undone), and close a
+    /// connection whose client takes no byte of a response for this long [default: 60s]. Config:
+    /// `[http] stall-timeout`.
+    #[arg(long, value_name = "DURATION")]
+    pub stall_timeout: Option<String>,
 
     /// How the access log (one line per request, plus blob mount and upload events) is written on
     /// stderr: `text` or `json` (one object per line) [default: text]. KILN_LOG=warn silences it; metrics

@@ -65,6 +65,10 @@ fn serve_help_explains_every_option() {
         "--uploads-per-client",
         "--uploads-idle-timeout",
         "--log-format",
+        "--max-connections",
+        "--header-timeout",
+        "--idle-timeout",
+        "--stall-timeout",
         "loopback",
     ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");

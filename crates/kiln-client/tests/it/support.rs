@@ -37,7 +37,7 @@ pub async fn kiln_serve() -> KilnServe {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        kiln_registry::serve(listener, app, async {
+        kiln_registry::serve(listener, app, kiln_registry::ServeOptions::default(), async {
             let _ = stopped.await;
         })
         .await

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod gc;
+mod limits;
 mod metrics;
 mod pull_through;
 mod skopeo;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kiln_oci::Algorithm;
 use kiln_registry::storage::UploadLimits;
-use kiln_registry::{FsStorage, RegistryConfig};
+use kiln_registry::{FsStorage, RegistryConfig, ServeOptions};
 use reqwest::{Method, StatusCode};
 
 /// A registry serving a temporary root on 127.0.0.1 until dropped.
@@ -52,15 +52,28 @@ impl Server {
         server
     }
 
+    /// A registry on a temporary root, served with these options (connection limits, TLS).
+    pub async fn start_options(config: RegistryConfig, options: ServeOptions) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::open(dir.path()).unwrap();
+        let mut server = Server::start_serving(storage, config, options).await;
+        server._dir = Some(dir);
+        server
+    }
+
     /// A registry serving `storage`.
     pub async fn start_on(storage: FsStorage, config: RegistryConfig) -> Server {
+        Server::start_serving(storage, config, ServeOptions::default()).await
+    }
+
+    async fn start_serving(storage: FsStorage, config: RegistryConfig, options: ServeOptions) -> Server {
         let root = storage.root().to_owned();
         let app = kiln_registry::router(Arc::new(storage.clone()), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            kiln_registry::serve(listener, app, async {
+            kiln_registry::serve(listener, app, options, async {
                 let _ = stopped.await;
             })
             .await

@@ -22,9 +22,12 @@ async fn skopeo_trusts_the_self_signed_ca_and_nothing_else() {
     let app = kiln_registry::router(Arc::new(storage), RegistryConfig::default());
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();
-    let listener = kiln_registry::tls::TlsListener::new(tcp, config).unwrap();
+    let options = kiln_registry::ServeOptions {
+        tls: Some(config),
+        ..Default::default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(kiln_registry::serve(listener, app, async {
+    let server = tokio::spawn(kiln_registry::serve(tcp, app, options, async {
         let _ = stopped.await;
     }));
     tokio::task::spawn_blocking(move || {

@@ -79,6 +79,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             Some(kiln_registry::tls::server_config(&made.cert, &made.key)?)
         }
     };
+    let file_limit = raise_file_limit(settings.limits.max_connections);
     let gc_storage = storage.clone();
     let router = kiln_registry::router(Arc::new(storage), registry);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -103,19 +104,45 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             eprintln!("kiln serve: {pulling}");
         }
         tokio::spawn(expire_uploads(gc_storage.clone(), settings.uploads.idle_timeout));
+        if let Some(warning) = &file_limit {
+            eprintln!("kiln serve: {warning}");
+        }
         if let Some((every, options)) = settings.gc.clone() {
             tokio::spawn(collect_garbage(gc_storage, every, options));
         }
-        let served = match tls {
-            Some(config) => {
-                let listener = kiln_registry::tls::TlsListener::new(listener, config)
-                    .context("cannot start the TLS listener")?;
-                kiln_registry::serve(listener, router, shutdown_signal()).await
-            }
-            None => kiln_registry::serve(listener, router, shutdown_signal()).await,
+        let options = kiln_registry::ServeOptions {
+            tls,
+            limits: settings.limits,
         };
-        served.with_context(|| format!("registry on {addr} failed"))
+        kiln_registry::serve(listener, router, options, shutdown_signal())
+            .await
+            .with_context(|| format!("registry on {addr} failed"))
     })
+}
+
+/// Raises the soft limit of open files to the hard one (as Go programs such as distribution do), so that
+/// `max_connections` connections, each with a socket and a blob open, fit; a warning when they do not.
+fn raise_file_limit(max_connections: usize) -> Option<String> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let mut warning = None;
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            warning = Some(format!("cannot raise the open-file limit: {e}"));
+        }
+    }
+    let needed = 2 * max_connections as u64 + 64;
+    match getrlimit(Resource::Nofile).current {
+        Some(current) if current < needed => Some(format!(
+            "the open-file limit ({current}) is below what {max_connections} connections may need \
+             ({needed}); raise `ulimit -n` or lower --max-connections"
+        )),
+        _ => warning,
+    }
 }
 
 /// The names a self-signed certificate covers: loopback, this host's name, and the listen address.

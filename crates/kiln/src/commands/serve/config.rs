@@ -34,6 +34,18 @@ pub struct FileConfig {
     pub uploads: UploadsSection,
     #[serde(default)]
     pub pull_through: PullThroughSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]`: connection limits against clients that hold connections without using them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpSection {
+    pub max_connections: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub stall_timeout: Option<String>,
 }
 
 /// `[uploads]`: caps and expiry of upload sessions.
@@ -195,6 +207,11 @@ impl FileConfig {
         if args.upstream_insecure {
             pt.insecure = Some(true);
         }
+        let http = &mut self.http;
+        http.max_connections = args.max_connections.or(http.max_connections);
+        http.header_timeout = args.header_timeout.clone().or(http.header_timeout.take());
+        http.idle_timeout = args.idle_timeout.clone().or(http.idle_timeout.take());
+        http.stall_timeout = args.stall_timeout.clone().or(http.stall_timeout.take());
         let tls = &mut self.tls;
         if args.tls_cert.is_some() || args.tls_self_signed {
             // One way of doing TLS: the command line's replaces the file's.
@@ -222,6 +239,35 @@ pub struct Settings {
     pub json_log: bool,
     /// A buildset registry's upstreams (`None`: none). The spool folder is set when serving.
     pub pull_through: Option<PullThroughOptions>,
+    /// Connection limits (`[http]`).
+    pub limits: kiln_registry::Limits,
+}
+
+/// `[http]`, checked; what is not given keeps [`kiln_registry::Limits`]'s default.
+fn limits(http: &HttpSection) -> Result<kiln_registry::Limits> {
+    let mut limits = kiln_registry::Limits::default();
+    let timeout = |key: &str, text: &Option<String>, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => timeout_of(&format!("[http] {key}"), text),
+    };
+    limits.header_timeout = timeout("header-timeout", &http.header_timeout, limits.header_timeout)?;
+    limits.idle_timeout = timeout("idle-timeout", &http.idle_timeout, limits.idle_timeout)?;
+    limits.stall_timeout = timeout("stall-timeout", &http.stall_timeout, limits.stall_timeout)?;
+    match http.max_connections {
+        Some(0) => bail!("[http] max-connections must be at least 1 (--max-connections)"),
+        Some(n) => limits.max_connections = n,
+        None => {}
+    }
+    Ok(limits)
+}
+
+/// A timeout setting `what` (`[http] idle-timeout`): a duration of at least 1 s.
+fn timeout_of(what: &str, text: &str) -> Result<Duration> {
+    match kiln_tree::parse_duration(text) {
+        Ok(0) => bail!("{what} `{text}`: must be at least 1s"),
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(e) => bail!("{what}: {e}"),
+    }
 }
 
 /// `[auth]`, checked.
@@ -405,6 +451,7 @@ impl Settings {
             }
         };
         let pull_through = pull_through_options(file.pull_through, &root)?;
+        let limits = limits(&file.http)?;
         Ok(Settings {
             listen,
             root,
@@ -415,6 +462,7 @@ impl Settings {
             uploads: upload_limits(file.uploads)?,
             json_log: file.log_format == Some(LogFormatArg::Json),
             pull_through,
+            limits,
         })
     }
 }
@@ -424,11 +472,7 @@ fn upload_limits(u: UploadsSection) -> Result<UploadLimits> {
     let default = UploadLimits::default();
     let idle_timeout = match u.idle_timeout.as_deref() {
         None => default.idle_timeout,
-        Some(text) => match kiln_tree::parse_duration(text) {
-            Ok(0) => bail!("uploads idle-timeout `{text}`: must be at least 1s"),
-            Ok(secs) => Duration::from_secs(secs),
-            Err(e) => bail!("uploads idle-timeout: {e}"),
-        },
+        Some(text) => timeout_of("[uploads] idle-timeout", text)?,
     };
     Ok(UploadLimits {
         per_repository: u.per_repository.unwrap_or(default.per_repository),
@@ -501,7 +545,7 @@ mod tests {
     fn args(argv: &[&str]) -> ServeArgs {
         let cli = crate::cli::Cli::try_parse_from([&["kiln", "serve"], argv].concat()).unwrap();
         match cli.command {
-            crate::cli::Command::Serve(a) => a,
+            crate::cli::Command::Serve(a) => *a,
             other => panic!("not serve: {other:?}"),
         }
     }
@@ -668,6 +712,23 @@ mod tests {
         let e = settings("root = \"/r\"", &["--uploads-idle-timeout", "0s"]).unwrap_err();
         assert!(e.to_string().contains("at least 1s"), "{e}");
         assert!(settings("root = \"/r\"\n[uploads]\nper-repo = 1\n", &[]).is_err());
+    }
+
+    #[test]
+    fn http_limits_from_the_file_and_the_flags() {
+        let s = settings("root = \"/r\"", &[]).unwrap();
+        assert_eq!(s.limits, kiln_registry::Limits::default());
+        let text =
+            "root = \"/r\"\n[http]\nmax-connections = 64\nheader-timeout = \"5s\"\nidle-timeout = \"2m\"\n";
+        let s = settings(text, &["--stall-timeout", "30s", "--header-timeout", "3s"]).unwrap();
+        assert_eq!(s.limits.max_connections, 64);
+        assert_eq!(s.limits.header_timeout, Duration::from_secs(3), "the flag wins");
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(s.limits.stall_timeout, Duration::from_secs(30));
+        let e = settings("root = \"/r\"", &["--idle-timeout", "0s"]).unwrap_err();
+        assert!(e.to_string().contains("idle-timeout"), "{e}");
+        assert!(settings("root = \"/r\"", &["--max-connections", "0"]).is_err());
+        assert!(settings("root = \"/r\"\n[http]\nstall-timeout = \"soon\"\n", &[]).is_err());
     }
 
     #[test]
