@@ -2003,3 +2003,31 @@ fn regression_secrets_stay_private_and_killed_builds_are_swept() {
     let containers = named(Path::new("/run/kiln-runc"), &format!("kiln-{pid}-"));
     assert!(containers.is_empty(), "its container is deleted: {containers:?}");
 }
+
+/// Issue 12 part 2: `kiln build -f` on a taskgraph child Dockerfile (`FROM $DOCKER_IMAGE_PARENT`, no `ARG`)
+/// takes the parent from `--build-arg DOCKER_IMAGE_PARENT=IMAGE`, as the in-tree build does.
+#[test]
+fn regression_build_f_of_a_child_dockerfile_without_the_parent_arg() {
+    let Some(f) = Fixture::new() else { return };
+    let file = f.write(
+        "child/Dockerfile",
+        "FROM $DOCKER_IMAGE_PARENT\nRUN echo child > /child.txt\n",
+    );
+    f.ok(&[
+        "build",
+        "-f",
+        file.to_str().unwrap(),
+        "-t",
+        "localhost/child-of:1",
+        "--build-arg",
+        "DOCKER_IMAGE_PARENT=busybox:test",
+    ]);
+    let inspect: Value = serde_json::from_str(&f.ok(&["image", "inspect", "localhost/child-of:1"])).unwrap();
+    let base: Value = serde_json::from_str(&f.ok(&["image", "inspect", "busybox:test"])).unwrap();
+    let layers = |v: &Value| v["manifest"]["layers"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        layers(&inspect),
+        layers(&base) + 1,
+        "busybox:test's layers and the RUN's"
+    );
+}

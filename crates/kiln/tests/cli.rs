@@ -590,6 +590,23 @@ fn taskgraph_mode_warns_about_its_hazards() {
 
 // ---------------------------------------------------------------- kiln dockerfile
 
+/// Issue 12 part 2: a taskgraph child Dockerfile (`FROM $DOCKER_IMAGE_PARENT` without the `ARG`, as 17 real
+/// ones are) evaluates alone with `--parent-image`, as the in-tree build takes it.
+#[test]
+fn regression_child_dockerfile_without_the_parent_arg_evaluates_with_parent_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "Dockerfile", "FROM $DOCKER_IMAGE_PARENT\nRUN true\n");
+    let out = ok(Command::new(cargo_bin("kiln")).current_dir(tmp.path()).args([
+        "dockerfile",
+        "Dockerfile",
+        "--json",
+        "--parent-image",
+        "parent:latest",
+    ]));
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["stages"][0]["base"]["reference"], "parent:latest");
+}
+
 #[test]
 fn dockerfile_command_evaluates_without_a_repository() {
     let tmp = tempfile::tempdir().unwrap();

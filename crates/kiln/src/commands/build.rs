@@ -231,11 +231,14 @@ fn single(global: &GlobalArgs, args: &BuildArgs, dockerfile: &Path) -> Result<()
         .cloned()
         .unwrap_or_else(|| "kiln-build:latest".to_owned());
     let started = Instant::now();
-    let options = options(
+    let mut options = options(
         &args.settings,
         args.target.clone(),
         dockerfile.display().to_string(),
     )?;
+    // A taskgraph child Dockerfile built alone: `--build-arg DOCKER_IMAGE_PARENT=IMAGE` names its parent, and
+    // `FROM $DOCKER_IMAGE_PARENT` needs no `ARG`, as in the in-tree build.
+    options.parent_image = options.build_args.get("DOCKER_IMAGE_PARENT").cloned();
     pull_missing_bases(global, &store, &text, &options)?;
     let _writing = store.lock_for_writing()?;
     let progress = BuildProgress::new(global.quiet);

@@ -57,6 +57,8 @@ pub fn run(args: &DockerfileArgs) -> Result<()> {
         target: args.target.clone(),
         target_platform: args.platform.clone(),
         parent_image: args.parent_image.clone(),
+        // As the in-tree build (and kaniko): a child Dockerfile's `FROM $DOCKER_IMAGE_PARENT` needs no ARG.
+        predeclare_parent_arg: args.parent_image.is_some(),
         file_name: Some(label.clone()),
         ..EvalOptions::default()
     };
