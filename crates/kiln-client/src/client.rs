@@ -13,6 +13,7 @@ use crate::auth::{Challenge, CredentialSource, Credentials, parse_challenge};
 use crate::error::{ClientError, causes};
 use crate::progress::{NoProgress, Progress};
 use crate::reference::{endpoint_of, is_loopback};
+use crate::stall::{Activity, ReadTimeout, Sending};
 use crate::tls::CertDir;
 
 /// How the client connects and transfers.
@@ -35,6 +36,9 @@ pub struct ClientConfig {
     pub chunk_size: u64,
     /// Blobs of one image transferred at once.
     pub concurrency: usize,
+    /// A request attempt fails (and is retried) when no byte moves for this long: while its body is
+    /// sent, while its answer is awaited, or while the answer's body is read (`--read-timeout`).
+    pub read_timeout: Duration,
     /// Progress reports.
     pub progress: Arc<dyn Progress>,
 }
@@ -47,9 +51,13 @@ impl std::fmt::Debug for ClientConfig {
             .field("retries", &self.retries)
             .field("chunk_size", &self.chunk_size)
             .field("concurrency", &self.concurrency)
+            .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
     }
 }
+
+/// [`ClientConfig::read_timeout`] by default.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
@@ -61,6 +69,7 @@ impl Default for ClientConfig {
             backoff: Duration::from_millis(200),
             chunk_size: 64 * 1024 * 1024,
             concurrency: 4,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             progress: Arc::new(NoProgress),
         }
     }
@@ -108,7 +117,7 @@ fn is_retryable_status(status: StatusCode) -> bool {
 /// Whether an error is worth another try (connection trouble, 429, 5xx).
 pub(crate) fn is_transient(e: &ClientError) -> bool {
     match e {
-        ClientError::Http { .. } => true,
+        ClientError::Http { .. } | ClientError::Stalled { .. } => true,
         ClientError::Status { status, .. } => {
             is_retryable_status(StatusCode::from_u16(*status).unwrap_or(StatusCode::OK))
         }
@@ -172,7 +181,6 @@ impl Client {
         reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(16)
             .tls_backend_preconfigured(certs.client_config(self.config.tls_verify)?)
             .build()
@@ -207,7 +215,7 @@ impl Client {
                 input: registry.to_owned(),
                 reason: e.to_string(),
             })?;
-            match self.ping(&http, &url).await {
+            match self.ping(&http, &url, plain_allowed).await {
                 Ok(response) => {
                     found = Some((base, response));
                     break;
@@ -247,25 +255,72 @@ impl Client {
         Ok(conn)
     }
 
-    async fn ping(&self, http: &reqwest::Client, url: &Url) -> Result<Response, ClientError> {
+    /// `GET /v2/`, retried on connection errors and timeouts; an HTTPS attempt that cannot connect, or
+    /// (with `fallback`: plain HTTP comes next) gets no answer, is not.
+    async fn ping(&self, http: &reqwest::Client, url: &Url, fallback: bool) -> Result<Response, ClientError> {
         let mut attempt = 0;
         loop {
-            match http.get(url.clone()).send().await {
+            let request = http
+                .get(url.clone())
+                .build()
+                .map_err(|e| ClientError::http("GET", url.as_str(), e))?;
+            let e = match self.execute(http, request).await {
                 Ok(r) => return Ok(r),
-                // A TLS handshake against a plain-HTTP server fails at once: try the next scheme.
-                Err(e) if e.is_connect() && url.scheme() == "https" => {
-                    return Err(ClientError::http("GET", url.as_str(), e));
-                }
-                Err(e) if attempt < self.config.retries && (e.is_connect() || e.is_timeout()) => {
-                    attempt += 1;
-                    self.config.progress.retry(&format!("GET {url}"), &causes(&e));
-                    tokio::time::sleep(self.delay(attempt, None)).await;
-                }
-                Err(e) => {
-                    return Err(ClientError::http("GET", url.as_str(), e));
+                Err(e) => e,
+            };
+            let (connect, timeout) = match &e {
+                ClientError::Http { source, .. } => (source.is_connect(), source.is_timeout()),
+                ClientError::Stalled { .. } => (false, true),
+                _ => (false, false),
+            };
+            // A TLS handshake against a plain-HTTP server fails at once, or gets no answer (a server
+            // waiting for a request) when plain HTTP comes next: try the next scheme.
+            let https = url.scheme() == "https";
+            let next_scheme = https && (connect || (fallback && matches!(e, ClientError::Stalled { .. })));
+            if next_scheme || attempt >= self.config.retries || !(connect || timeout) {
+                return Err(e);
+            }
+            attempt += 1;
+            self.config
+                .progress
+                .retry(&format!("GET {url}"), &e.transport_cause());
+            tokio::time::sleep(self.delay(attempt, None)).await;
+        }
+    }
+
+    /// Sends one attempt of `request` on `http`. It fails with [`ClientError::Stalled`] when no byte
+    /// moves for the read timeout while its body is sent or its answer awaited; reading the answer's body
+    /// fails the same way (an error of the body stream).
+    async fn execute(
+        &self,
+        http: &reqwest::Client,
+        mut request: reqwest::Request,
+    ) -> Result<Response, ClientError> {
+        let (method, url) = (request.method().to_string(), request.url().to_string());
+        let timeout = self.config.read_timeout;
+        let activity = Activity::new();
+        // A body in memory goes out at once; a streamed one (a blob) tells how its sending progresses.
+        if let Some(body) = request.body_mut().take_if(|b| b.as_bytes().is_none()) {
+            *request.body_mut() = Some(reqwest::Body::wrap(Sending {
+                inner: body,
+                activity: Arc::clone(&activity),
+            }));
+        }
+        let mut answer = std::pin::pin!(http.execute(request));
+        let response = loop {
+            tokio::select! {
+                r = &mut answer => break r.map_err(|e| ClientError::http(&method, &url, e))?,
+                () = tokio::time::sleep_until(activity.last() + timeout) => {
+                    if activity.last() + timeout <= tokio::time::Instant::now() {
+                        return Err(ClientError::Stalled { method, url, timeout });
+                    }
                 }
             }
-        }
+        };
+        let response: http::Response<reqwest::Body> = response.into();
+        Ok(Response::from(response.map(|body| {
+            reqwest::Body::wrap(ReadTimeout::new(body, timeout, "the registry"))
+        })))
     }
 
     fn delay(&self, attempt: u32, retry_after: Option<&HeaderMap>) -> Duration {
@@ -329,10 +384,10 @@ impl Client {
         if let Some(c) = &conn.credentials {
             request = request.header(AUTHORIZATION, c.basic_header());
         }
-        let response = request
-            .send()
-            .await
+        let request = request
+            .build()
             .map_err(|e| ClientError::http("GET", url.as_str(), e))?;
+        let response = self.execute(&conn.http, request).await?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
@@ -395,7 +450,10 @@ impl Client {
             if let Some(auth) = auth {
                 request = request.header(AUTHORIZATION, auth);
             }
-            match request.send().await {
+            let request = request
+                .build()
+                .map_err(|e| ClientError::http(method.as_str(), url.as_str(), e))?;
+            match self.execute(&conn.http, request).await {
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;
                     self.tokens
@@ -438,16 +496,14 @@ impl Client {
                     tokio::time::sleep(delay).await;
                 }
                 Ok(r) => return Ok((r, url)),
-                Err(e) if retry && attempt < self.config.retries && !e.is_builder() => {
+                Err(e) if retry && attempt < self.config.retries => {
                     attempt += 1;
                     self.config
                         .progress
-                        .retry(&format!("{method} {url}"), &causes(&e));
+                        .retry(&format!("{method} {url}"), &e.transport_cause());
                     tokio::time::sleep(self.delay(attempt, None)).await;
                 }
-                Err(e) => {
-                    return Err(ClientError::http(method.as_str(), url.as_str(), e));
-                }
+                Err(e) => return Err(e),
             }
         }
     }

@@ -27,6 +27,17 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// Nothing moved for the read timeout while the request was sent or its answer awaited (after
+    /// retries): the registry took no byte of the body, or sent no answer.
+    #[error("{method} {url}: nothing moved for {} s, the registry stalled (read timeout)", .timeout.as_secs_f64())]
+    Stalled {
+        /// The method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// The read timeout.
+        timeout: std::time::Duration,
+    },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: registry answered {status}{}", detail(.code, .message))]
     Status {
@@ -164,6 +175,18 @@ impl ClientError {
             method: method.to_owned(),
             url: url.to_owned(),
             source: source.without_url(),
+        }
+    }
+
+    /// What went wrong in the transport, without the method and URL: the causes of a
+    /// [`ClientError::Http`], the stall of a [`ClientError::Stalled`] (for retry lines).
+    pub(crate) fn transport_cause(&self) -> String {
+        match self {
+            ClientError::Http { source, .. } => causes(source),
+            ClientError::Stalled { timeout, .. } => {
+                format!("nothing moved for {} s", timeout.as_secs_f64())
+            }
+            other => other.to_string(),
         }
     }
 

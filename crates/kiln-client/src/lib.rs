@@ -6,10 +6,11 @@ mod error;
 pub mod image;
 pub mod progress;
 pub mod reference;
+pub mod stall;
 mod tls;
 mod transfer;
 
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, DEFAULT_READ_TIMEOUT};
 pub use error::ClientError;
 pub use image::{Platform, PlatformChoice, Transferred};
 pub use reference::Reference;

@@ -66,6 +66,8 @@ pub struct PullThroughOptions {
     pub cert_dir: Option<PathBuf>,
     /// Where blobs being fetched are spooled (unlinked files; the storage root's `ingest/`).
     pub spool: PathBuf,
+    /// An upstream request fails when no byte moves for this long (`None`: kiln-client's default).
+    pub read_timeout: Option<std::time::Duration>,
 }
 
 /// A pull-through configuration that cannot work.
@@ -285,6 +287,7 @@ impl PullThrough {
                 tls_verify: options.tls_verify && !plain,
                 cert_dir: options.cert_dir.clone(),
                 retries: 2,
+                read_timeout: options.read_timeout.unwrap_or(kiln_client::DEFAULT_READ_TIMEOUT),
                 ..ClientConfig::default()
             });
             Ok(Upstream { registry, client })

@@ -10,17 +10,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
+use kiln_client::stall::ReadTimeout;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::ServiceExt as _;
 
 use crate::observe::ClientAddr;
@@ -218,7 +219,8 @@ async fn connection<IO>(
             false
         });
         let in_flight = InFlight(Arc::clone(&requests));
-        let mut request = request.map(|body| Body::new(Stalling::new(body, limits.stall_timeout)));
+        let mut request =
+            request.map(|body| Body::new(ReadTimeout::new(body, limits.stall_timeout, "the client")));
         request.extensions_mut().insert(ConnectInfo(ClientAddr(peer)));
         let router = router.clone();
         async move {
@@ -295,67 +297,6 @@ impl http_body::Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that fails when its client sends nothing for `timeout` while the handler waits.
-struct Stalling<B> {
-    inner: B,
-    timeout: Duration,
-    /// Armed while the handler waits for the next frame.
-    sleep: Option<Pin<Box<Sleep>>>,
-}
-
-impl<B> Stalling<B> {
-    fn new(inner: B, timeout: Duration) -> Stalling<B> {
-        Stalling {
-            inner,
-            timeout,
-            sleep: None,
-        }
-    }
-}
-
-impl<B> http_body::Body for Stalling<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
-    type Data = Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.sleep = None;
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                let timeout = this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                ready!(sleep.as_mut().poll(cx));
-                this.sleep = None;
-                let e = io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client sent nothing for {} s", timeout.as_secs_f64()),
-                );
-                Poll::Ready(Some(Err(e.into())))
-            }
-        }
     }
 
     fn is_end_stream(&self) -> bool {

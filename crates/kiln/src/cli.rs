@@ -179,6 +179,12 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
 
+    /// A request fails, and is retried, when no byte moves for this long: while a blob is sent, while an
+    /// answer is awaited, or while it is read (`10s`, `2m`) [default: 30s]. Transfers of any size go on
+    /// as long as bytes move.
+    #[arg(long, env = "KILN_READ_TIMEOUT", value_name = "DURATION")]
+    pub read_timeout: Option<String>,
+
     /// Print the result as JSON on stdout (see docs/cli.md).
     #[arg(long)]
     pub json: bool,
@@ -591,6 +597,11 @@ pub struct ServeArgs {
     /// Accept any TLS certificate from the upstream registries. Config: `[pull-through] insecure`.
     #[arg(long)]
     pub upstream_insecure: bool,
+
+    /// A request to an upstream registry fails (502 after retries) when no byte moves for this long
+    /// [default: 30s]. Config: `[pull-through] read-timeout`.
+    #[arg(long, value_name = "DURATION")]
+    pub upstream_read_timeout: Option<String>,
 
     /// Print the mirror configuration a client needs to pull docker.io and every --mirror host through
     /// this registry, for this --listen address and TLS setup, then exit: `docker` (daemon.json

@@ -157,6 +157,56 @@ fn pull_from_a_closed_port_says_the_connection_was_refused_and_where() {
     );
 }
 
+/// A registry that answers `/v2/` and then nothing: every other request is read and left unanswered.
+fn stalling_registry() -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    if buf[..n].starts_with(b"GET /v2/ ") {
+                        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                        let _ = stream.write_all(ok.as_bytes());
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn regression_kiln_pull_from_a_stalled_registry_gives_up_after_kiln_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = stalling_registry();
+    let reference = format!("{addr}/org/app:1");
+    let started = std::time::Instant::now();
+    let out = support::kiln_env(dir.path(), &["pull", &reference], &[("KILN_READ_TIMEOUT", "1s")]);
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    let url = format!("http://{addr}/v2/org/app/manifests/1");
+    assert!(
+        stderr.contains(&format!(
+            "caused by: GET {url}: nothing moved for 1 s, the registry stalled"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("https://"),
+        "a plain-HTTP server's silence is no TLS to retry: {stderr}"
+    );
+    assert!(stderr.contains(&format!("retrying GET {url}")), "{stderr}");
+    // Six attempts of a second and their backoff, not six of the old five minutes.
+    assert!(elapsed < std::time::Duration::from_secs(30), "{elapsed:?}");
+    let out = kiln(dir.path(), &["pull", "--read-timeout", "0s", &reference]);
+    assert!(stderr_of(&out).contains("--read-timeout `0s`: must be at least 1s"));
+}
+
 #[test]
 fn podman_pulls_what_kiln_pushed() {
     if !require_tool("podman") {

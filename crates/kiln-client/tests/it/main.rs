@@ -28,6 +28,7 @@ mod copy;
 mod multiarch;
 mod resume;
 mod roundtrip;
+mod stall;
 mod support;
 mod tags;
 mod tamper;

@@ -304,6 +304,7 @@ fn pull_missing_bases(
         tls_verify: true,
         jobs: 4,
         json: false,
+        read_timeout: std::env::var("KILN_READ_TIMEOUT").ok(),
     };
     let client = crate::commands::registry::client(global, &registry)?;
     let platforms = kiln_client::PlatformChoice::One(kiln_client::Platform::host());

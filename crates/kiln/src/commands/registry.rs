@@ -14,6 +14,15 @@ use kiln_oci::Digest;
 use crate::cli::{GlobalArgs, PlatformArgs, RegistryArgs};
 use crate::output;
 
+/// A timeout setting `what` (`--read-timeout`, `[http] idle-timeout`): a duration of at least 1 s.
+pub fn timeout_of(what: &str, text: &str) -> Result<std::time::Duration> {
+    match kiln_tree::parse_duration(text) {
+        Ok(0) => anyhow::bail!("{what} `{text}`: must be at least 1s"),
+        Ok(secs) => Ok(std::time::Duration::from_secs(secs)),
+        Err(e) => anyhow::bail!("{what}: {e}"),
+    }
+}
+
 /// The client the flags describe.
 pub fn client(global: &GlobalArgs, args: &RegistryArgs) -> Result<Client> {
     let explicit = args.creds.as_deref().map(Credentials::parse).transpose()?;
@@ -22,6 +31,10 @@ pub fn client(global: &GlobalArgs, args: &RegistryArgs) -> Result<Client> {
         tls_verify: args.tls_verify && !args.insecure,
         cert_dir: args.cert_dir.clone(),
         concurrency: args.jobs.max(1),
+        read_timeout: match &args.read_timeout {
+            Some(text) => timeout_of("--read-timeout", text)?,
+            None => kiln_client::DEFAULT_READ_TIMEOUT,
+        },
         progress: progress(global.quiet),
         ..ClientConfig::default()
     };

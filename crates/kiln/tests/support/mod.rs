@@ -19,6 +19,11 @@ pub fn kiln_serve(root: &Path, extra: &[&str]) -> Server {
 
 /// Runs `kiln --store DIR/store ARGS…` in `dir` (with `HOME=dir`, no progress bars).
 pub fn kiln(dir: &Path, args: &[&str]) -> Output {
+    kiln_env(dir, args, &[])
+}
+
+/// [`kiln`] with more environment variables.
+pub fn kiln_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::cargo_bin("kiln")
         .unwrap()
         .arg("--store")
@@ -27,6 +32,7 @@ pub fn kiln(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env("CI", "1")
         .env("HOME", dir)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }

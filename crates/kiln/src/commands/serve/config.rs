@@ -14,6 +14,7 @@ use kiln_registry::storage::UploadLimits;
 use serde::Deserialize;
 
 use crate::cli::{AuthModeArg, LogFormatArg, ServeArgs};
+use crate::commands::registry::timeout_of;
 
 /// The config file as written: every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +68,7 @@ pub struct PullThroughSection {
     pub mirrors: BTreeMap<String, String>,
     pub cert_dir: Option<PathBuf>,
     pub insecure: Option<bool>,
+    pub read_timeout: Option<String>,
     /// Registry `HOST[:PORT]` (as in its URL) → credentials.
     #[serde(default)]
     pub credentials: BTreeMap<String, UpstreamCredentials>,
@@ -207,6 +209,7 @@ impl FileConfig {
         if args.upstream_insecure {
             pt.insecure = Some(true);
         }
+        pt.read_timeout = args.upstream_read_timeout.clone().or(pt.read_timeout.take());
         let http = &mut self.http;
         http.max_connections = args.max_connections.or(http.max_connections);
         http.header_timeout = args.header_timeout.clone().or(http.header_timeout.take());
@@ -259,15 +262,6 @@ fn limits(http: &HttpSection) -> Result<kiln_registry::Limits> {
         None => {}
     }
     Ok(limits)
-}
-
-/// A timeout setting `what` (`[http] idle-timeout`): a duration of at least 1 s.
-fn timeout_of(what: &str, text: &str) -> Result<Duration> {
-    match kiln_tree::parse_duration(text) {
-        Ok(0) => bail!("{what} `{text}`: must be at least 1s"),
-        Ok(secs) => Ok(Duration::from_secs(secs)),
-        Err(e) => bail!("{what}: {e}"),
-    }
 }
 
 /// `[auth]`, checked.
@@ -533,6 +527,11 @@ fn pull_through_options(pt: PullThroughSection, root: &Path) -> Result<Option<Pu
         mirrors,
         tls_verify: !pt.insecure.unwrap_or(false),
         cert_dir: pt.cert_dir,
+        read_timeout: pt
+            .read_timeout
+            .as_deref()
+            .map(|t| timeout_of("[pull-through] read-timeout", t))
+            .transpose()?,
         spool: root.join("ingest"),
     }))
 }
@@ -758,6 +757,15 @@ mod tests {
         assert!(pt.mirrors["docker.io"].credentials.is_none());
         assert_eq!(pt.cert_dir.as_deref(), Some(Path::new("/etc/kiln/certs")));
         assert_eq!(pt.spool, Path::new("/r/ingest"));
+        assert_eq!(pt.read_timeout, None, "kiln-client's default");
+        let pt = settings(
+            "root = \"/r\"\n[pull-through]\nupstream = \"x:1\"\nread-timeout = \"2m\"\n",
+            &[],
+        )
+        .unwrap()
+        .pull_through
+        .unwrap();
+        assert_eq!(pt.read_timeout, Some(Duration::from_secs(120)));
         let e = settings("root = \"/r\"", &["--speculative-build", "b"]).unwrap_err();
         assert!(e.to_string().contains("--upstream"), "{e}");
         assert!(settings("root = \"/r\"", &["--upstream", "ftp://x"]).is_err());
