@@ -168,10 +168,7 @@ impl<'a> Collector<'a> {
             Warning::for_file(
                 &self.image.name,
                 self.display_path(path),
-                format!(
-                    "mode {:04o} goes into the taskgraph hash as is; git checks files out as 0644/0755 depending on the umask",
-                    meta.mode
-                ),
+                format!("mode {:04o}{MODE_HAZARD}", meta.mode),
             )
         });
         Ok((meta, warning))
@@ -387,6 +384,45 @@ impl<'a> Collector<'a> {
     }
 }
 
+/// What follows the mode in a file-mode hazard warning.
+const MODE_HAZARD: &str =
+    " goes into the taskgraph hash as is; git checks files out as 0644/0755 depending on the umask";
+
+/// A checkout made with a group-writable umask has every file 0664/0775: one warning per image with a
+/// count and an example, not one line per file.
+fn fold_mode_warnings(image: &str, warnings: &mut Vec<Warning>) {
+    let is_mode = |w: &Warning| w.file.is_some() && w.line.is_none() && w.message.ends_with(MODE_HAZARD);
+    let count = warnings.iter().filter(|w| is_mode(w)).count();
+    if count < 2 {
+        return;
+    }
+    let Some(example) = warnings.iter().find(|w| is_mode(w)).and_then(|w| w.file.clone()) else {
+        return;
+    };
+    let modes: std::collections::BTreeSet<String> = warnings
+        .iter()
+        .filter(|w| is_mode(w))
+        .map(|w| {
+            w.message
+                .trim_end_matches(MODE_HAZARD)
+                .trim_start_matches("mode ")
+                .to_owned()
+        })
+        .collect();
+    warnings.retain(|w| !is_mode(w));
+    warnings.push(Warning {
+        image: Some(image.to_owned()),
+        file: None,
+        line: None,
+        message: format!(
+            "{count} files have modes other than 0644/0755 (mode {}; e.g. {}): modes go into the taskgraph \
+             hash as is, and git checks files out as 0644/0755 depending on the umask",
+            modes.into_iter().collect::<Vec<_>>().join(", "),
+            example.display()
+        ),
+    });
+}
+
 /// Collects the context of `image`.
 pub fn collect(config: &RepoConfig, image: &ImageDef) -> Result<Context, TreeError> {
     let context_dir = config.root.join(&image.dir);
@@ -440,6 +476,7 @@ pub fn collect(config: &RepoConfig, image: &ImageDef) -> Result<Context, TreeErr
         ));
     }
 
+    fold_mode_warnings(&image.name, &mut collector.warnings);
     let mut entries = collector.entries;
     if config.hash_mode == HashMode::Native {
         let ignore_path = context_dir.join(".dockerignore");
@@ -472,4 +509,28 @@ pub fn collect(config: &RepoConfig, image: &ImageDef) -> Result<Context, TreeErr
         warnings: collector.warnings,
         run_task: collector.run_task,
     })
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn regression_group_writable_checkouts_warn_once_per_image_with_a_count() {
+        let mode = |file: &str| Warning::for_file("img", file, format!("mode 0664{MODE_HAZARD}"));
+        let mut warnings = vec![mode("a"), Warning::at_line(3, "other"), mode("b"), mode("c")];
+        fold_mode_warnings("img", &mut warnings);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings[0].message, "other");
+        assert!(
+            warnings[1]
+                .message
+                .starts_with("3 files have modes other than 0644/0755 (mode 0664; e.g. a):"),
+            "{}",
+            warnings[1].message
+        );
+        let mut one = vec![mode("a")];
+        fold_mode_warnings("img", &mut one);
+        assert_eq!(one, vec![mode("a")], "a single file keeps its own warning");
+    }
 }

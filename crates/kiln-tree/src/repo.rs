@@ -102,6 +102,21 @@ impl Repo {
     }
 
     fn taskgraph(root: PathBuf, toml: KilnToml) -> Result<(RepoConfig, Vec<ImageDef>), TreeError> {
+        // kind.yml defines a taskgraph repository's images: kiln.toml tables that define images would be
+        // silently ignored, so they are errors.
+        if let Some(name) = toml.image.keys().next() {
+            return Err(config_error(format!(
+                "[image.{name}] does not apply to a taskgraph repository: its images are defined in \
+                 taskcluster/kinds/docker-image/kind.yml (remove the table)"
+            )));
+        }
+        if toml.images.root.is_some() {
+            return Err(config_error(
+                "[images] root does not apply to a taskgraph repository: its images are in taskcluster/docker/ \
+                 (remove the table, or use --images DIR to build a folder of images)"
+                    .to_owned(),
+            ));
+        }
         let loaded = taskgraph_layout::load(&root)?;
         let mut index = loaded.index;
         apply_index_section(&mut index, &toml)?;

@@ -584,7 +584,12 @@ fn taskgraph_mode_warns_about_its_hazards() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("mode 0664"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("image `base`: 3 files have modes other than 0644/0755 (mode 0600, 0664, 1644;"),
+        "one line per image, with a count: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("`${ARCH}` is not substituted"), "{}", r.stderr);
 }
 
@@ -735,4 +740,23 @@ fn unnormalized_include_is_kept_verbatim_in_taskgraph_mode_with_a_warning() {
         names.lines().any(|l| l == "topsrcdir/shared/../shared/file.txt"),
         "{names}"
     );
+}
+
+/// Issue 12 part 2: in a taskgraph layout, kiln.toml tables that define images are errors, not ignored.
+#[test]
+fn regression_kiln_toml_image_tables_are_errors_in_a_taskgraph_layout() {
+    let (_tmp, root) = taskgraph_repo("FROM x\n", "");
+    write(&root, "kiln.toml", "[image.img]\nparent = \"other\"\n");
+    fails_with(
+        &root,
+        &[
+            "kiln.toml",
+            "[image.img] does not apply to a taskgraph repository",
+        ],
+    );
+    write(&root, "kiln.toml", "[images]\nroot = \"imgs\"\n");
+    fails_with(&root, &["kiln.toml", "[images] root does not apply"]);
+    write(&root, "kiln.toml", "[index]\nexpires = \"7d\"\n");
+    let r = run(kiln(&root).args(["plan", "--json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }
