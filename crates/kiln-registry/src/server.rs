@@ -118,6 +118,9 @@ pub async fn serve(
     Ok(())
 }
 
+/// Why an idle connection is closed.
+const IDLE: &str = "idle";
+
 /// What a connection is doing, for its watchdog.
 struct Activity {
     /// Requests handed to the routes whose response has not ended.
@@ -168,7 +171,7 @@ impl Watch {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let waiting = (a.requests == 0).then(|| match a.head_since {
             Some(t) => (t + limits.header_timeout, "request headers incomplete"),
-            None => (a.idle_since + limits.idle_timeout, "idle"),
+            None => (a.idle_since + limits.idle_timeout, IDLE),
         });
         let blocked = a
             .write_blocked_since
@@ -252,7 +255,12 @@ async fn connection<IO>(
                 return;
             }
             why = &mut expired => {
-                tracing::info!(%peer, reason = why, "closing connection");
+                // Idle keep-alive connections closing is routine; the others are clients misbehaving.
+                if why == IDLE {
+                    tracing::debug!(%peer, reason = why, "closing connection");
+                } else {
+                    tracing::info!(%peer, reason = why, "closing connection");
+                }
                 return;
             }
             changed = stopped.changed(), if !stopping => {
