@@ -19,7 +19,7 @@ use crate::names::{
 use crate::observe::{BlobEvent, Described, User};
 use crate::pull_through::{self, PulledBlob};
 use crate::service::{self, blocking, storage_error};
-use crate::storage::{Storage, UploadSink};
+use crate::storage::{Storage, StorageError, UploadSink};
 
 /// Shared state of the handlers.
 pub(crate) struct App {
@@ -460,46 +460,52 @@ fn blob_unknown(repo: &RepoName, d: &Digest) -> RegistryError {
     .with_detail(serde_json::json!({ "digest": d.to_string() }))
 }
 
-/// Streams `len` bytes from `start` of a blob. Each read runs on the blocking pool by itself, when the
-/// client is ready for more: a client that reads slowly, or not at all, holds no thread while it waits.
+/// A blob reader and what its last read gave.
+type BlobReadResult = (Box<dyn crate::storage::BlobRead>, std::io::Result<Vec<u8>>);
+
+/// Reads the next `want` bytes of a blob (after seeking to `seek`) on the blocking pool.
+fn read_ahead(
+    mut reader: Box<dyn crate::storage::BlobRead>,
+    seek: Option<u64>,
+    want: usize,
+) -> tokio::task::JoinHandle<BlobReadResult> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut read = || {
+            if let Some(at) = seek {
+                reader.seek(SeekFrom::Start(at))?;
+            }
+            let mut buf = vec![0u8; want];
+            let n = reader.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>(buf)
+        };
+        let result = read();
+        (reader, result)
+    })
+}
+
+/// Streams `len` bytes from `start` of a blob, reading 256 KiB at a time on the blocking pool, one read
+/// ahead of what the client has taken. No read waits on the client: one that reads slowly, or not at all,
+/// holds no thread.
 fn stream_blob(reader: Box<dyn crate::storage::BlobRead>, start: u64, len: u64) -> Body {
+    const CHUNK: u64 = 256 * 1024;
+    /// The read in flight (none once the stream ended or failed) and the bytes not read yet.
     struct Reading {
-        /// `None` once the stream failed.
-        reader: Option<Box<dyn crate::storage::BlobRead>>,
-        /// Where to seek before the first read.
-        seek: Option<u64>,
+        next: Option<tokio::task::JoinHandle<BlobReadResult>>,
         remaining: u64,
     }
     let reading = Reading {
-        reader: Some(reader),
-        seek: Some(start),
+        next: (len > 0).then(|| read_ahead(reader, Some(start), len.min(CHUNK) as usize)),
         remaining: len,
     };
     Body::from_stream(futures_util::stream::unfold(reading, |mut r| async move {
-        if r.remaining == 0 {
-            return None;
-        }
-        let mut reader = r.reader.take()?;
-        let (seek, want) = (r.seek.take(), r.remaining.min(256 * 1024) as usize);
-        let read = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut read = || {
-                if let Some(at) = seek {
-                    reader.seek(SeekFrom::Start(at))?;
-                }
-                let mut buf = vec![0u8; want];
-                let n = reader.read(&mut buf)?;
-                buf.truncate(n);
-                Ok::<_, std::io::Error>(buf)
-            };
-            let result = read();
-            (reader, result)
-        })
-        .await;
-        let item = match read {
+        let item = match r.next.take()?.await {
             Ok((reader, Ok(buf))) if !buf.is_empty() => {
                 r.remaining -= buf.len() as u64;
-                r.reader = Some(reader);
+                if r.remaining > 0 {
+                    r.next = Some(read_ahead(reader, None, r.remaining.min(CHUNK) as usize));
+                }
                 Ok(Bytes::from(buf))
             }
             Ok((_, Ok(_))) => Err(std::io::Error::new(
@@ -659,17 +665,37 @@ fn blob_created(repo: &RepoName, d: &Digest) -> Result<Response> {
 /// Bytes of a request body gathered before they are written to its upload session in one blocking call.
 const WRITE_BATCH: usize = 1024 * 1024;
 
+/// An upload session being written: idle, or busy with one blocking write of a batch of frames.
+enum Writer {
+    Idle(Box<dyn UploadSink>),
+    Busy(tokio::task::JoinHandle<(Box<dyn UploadSink>, std::result::Result<(), StorageError>)>),
+}
+
+impl Writer {
+    /// The session once its write (if any) is done, with that write's result; `Err` when the write's
+    /// task panicked (the session is lost with it; its slot was freed by its drop).
+    async fn idle(self) -> Result<(Box<dyn UploadSink>, std::result::Result<(), StorageError>)> {
+        match self {
+            Writer::Idle(sink) => Ok((sink, Ok(()))),
+            Writer::Busy(task) => task
+                .await
+                .map_err(|e| RegistryError::internal(format!("upload task failed: {e}"))),
+        }
+    }
+}
+
 /// Streams a request body into an upload session: the frames that have arrived (up to [`WRITE_BATCH`]
-/// bytes) are written on the blocking pool together, then the next are awaited, so a client that sends
-/// slowly holds no thread while it waits. The chunk lands whole or not at all: on any failure the session
-/// is cut back to where it was. `declared` is the chunk length the client announced (Content-Range); a
-/// different length is a 416.
+/// bytes) are written on the blocking pool together while the next ones arrive, one write at a time, so
+/// receiving and writing overlap and a client that sends slowly holds no thread while it waits. The chunk
+/// lands whole or not at all: on any failure the session is cut back to where it was. `declared` is the
+/// chunk length the client announced (Content-Range); a different length is a 416.
 async fn write_chunk(
-    mut sink: Box<dyn UploadSink>,
+    sink: Box<dyn UploadSink>,
     body: Body,
     declared: Option<u64>,
 ) -> (Box<dyn UploadSink>, Result<()>) {
     let start = sink.offset();
+    let mut writer = Writer::Idle(sink);
     let mut stream = body.into_data_stream();
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0;
@@ -699,32 +725,35 @@ async fn write_chunk(
             ready = stream.next().now_or_never();
         }
         if batched >= WRITE_BATCH || ((end || ready.is_none()) && batched > 0) {
+            let (mut sink, written) = match writer.idle().await {
+                Ok(idle) => idle,
+                Err(e) => return (Box::new(LostSink), Err(e)),
+            };
+            if let Err(e) = written {
+                result = Err(e);
+                writer = Writer::Idle(sink);
+                break;
+            }
             let frames = std::mem::take(&mut batch);
             batched = 0;
-            let written = tokio::task::spawn_blocking(move || {
+            writer = Writer::Busy(tokio::task::spawn_blocking(move || {
                 let r = frames.iter().try_for_each(|bytes| sink.write(bytes));
                 (sink, r)
-            })
-            .await;
-            match written {
-                Ok((s, r)) => {
-                    sink = s;
-                    if let Err(e) = r {
-                        result = Err(e);
-                        break;
-                    }
-                }
-                Err(e) => {
-                    // The sink is lost with the task; its slot was freed by its drop.
-                    let e = RegistryError::internal(format!("upload task failed: {e}"));
-                    return (Box::new(LostSink), Err(e));
-                }
-            }
+            }));
         }
         if end {
             break;
         }
     }
+    let mut sink = match writer.idle().await {
+        Ok((sink, written)) => {
+            if result.is_ok() {
+                result = written;
+            }
+            sink
+        }
+        Err(e) => return (Box::new(LostSink), Err(e)),
+    };
     let written = sink.offset() - start;
     let error = match (result, client_error) {
         (Err(e), _) => Some(storage_error(e)),
