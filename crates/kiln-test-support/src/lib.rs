@@ -402,6 +402,24 @@ impl Dockerd {
         .env("DOCKER_CONFIG", self.dir.join("client"));
         cmd
     }
+
+    /// Runs `docker ARGS…` against this dockerd and returns its stdout; on failure panics with the
+    /// command's output and the end of dockerd's own log (what the daemon saw is otherwise lost with the
+    /// test's temporary folder).
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().expect("docker runs");
+        if out.status.success() {
+            return String::from_utf8(out.stdout).expect("stdout is UTF-8");
+        }
+        let log = fs_err::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "docker {args:?} failed:\n{}\n{}\n--- the last lines of dockerd.log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
 }
 
 impl Drop for Dockerd {
