@@ -156,8 +156,7 @@ pub fn sweep_dead(parent: &Path) -> Result<Swept, RootfsError> {
             continue;
         }
         let path = parent.join(&name);
-        swept.mounts += detach_below(&path)?;
-        remove(&path)?;
+        swept.mounts += remove(&path)?;
         let _ = std::fs::remove_file(&lock_path);
         swept.folders += 1;
     }
@@ -233,12 +232,12 @@ fn unescape(field: &str) -> String {
 }
 
 /// Removes `path` and everything below, mounts below detached first so the removal never reaches into
-/// a mounted tree.
-fn remove(path: &Path) -> Result<(), RootfsError> {
-    detach_below(path)?;
+/// a mounted tree; how many mounts were detached.
+fn remove(path: &Path) -> Result<usize, RootfsError> {
+    let detached = detach_below(path)?;
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
-        _ => Ok(()),
+        _ => Ok(detached),
     }
 }
 

@@ -1,15 +1,14 @@
 //! `kiln digest`: an image's cache digest, and with `--explain` what goes into it.
 
 use anyhow::Result;
-use kiln_tree::{hash_images, with_ancestors};
+use kiln_tree::hash_images;
 
 use crate::cli::{DigestArgs, GlobalArgs};
 use crate::output::stdout;
 use kiln_plan::Workspace;
 
 pub fn run(ws: &Workspace, global: &GlobalArgs, args: &DigestArgs) -> Result<()> {
-    ws.require_image(&args.image)?;
-    let selection = with_ancestors(&ws.repo, std::slice::from_ref(&args.image))?;
+    let selection = kiln_plan::selection(ws, std::slice::from_ref(&args.image))?;
     let cache = ws.stat_cache();
     let hashed = hash_images(&ws.repo, &selection, &cache)?;
     let _ = cache.save();
